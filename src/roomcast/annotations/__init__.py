@@ -1,0 +1,1 @@
+"""Optimistic concurrency and editing leases for annotation rooms (pure rules)."""

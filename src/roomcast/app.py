@@ -1,0 +1,244 @@
+"""create_app: the one place where the parts are wired together.
+
+`Roomcast` holds one application's parts and owns their background tasks; its
+`lifespan` starts and stops them. `create_app` returns an ASGI application (Socket.IO
+at `/socket.io/`, everything else to FastAPI), either a new FastAPI application or
+one you pass in, whose own lifespan then runs inside roomcast's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+from fastapi import FastAPI
+
+from .auth.tokens import TokenVerifier
+from .broadcast.fanout import LocalFanout
+from .broadcast.service import EventBroadcastService
+from .brokers.base import Broker
+from .brokers.factory import make_broker
+from .config import Settings
+from .demo import add_demo_routes
+from .errors import RoomcastError
+from .observability.logging import get_logger
+from .observability.metrics import Metrics
+from .presence.base import PresenceStore
+from .presence.memory import MemoryPresenceStore
+from .protocol.events import EventTypes
+from .rooms.names import RoomKinds
+from .rooms.policy import JoinHook
+from .rooms.service import RoomService
+from .transport.gateway import SocketGateway
+from .transport.health import Readiness
+from .transport.http_api import build_router
+from .transport.manager import GreetingManager
+from .transport.outlet import EngineIOOutlet
+from .types import JSON, Counters
+
+HOUSEKEEPING_SECONDS = 0.5
+
+
+class Roomcast:
+    """One roomcast application: its settings, parts and tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        room_kinds: RoomKinds | None = None,
+        event_types: EventTypes | None = None,
+        join_hook: JoinHook | None = None,
+        broker: Broker | None = None,
+        presence: PresenceStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kinds = room_kinds or RoomKinds()
+        self.event_types = event_types or EventTypes()
+        self.metrics = Metrics()
+        self.counters = Counters()
+        self.log = get_logger(instance=settings.instance_id)
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        public_key = settings.jwt_public_key.get_secret_value() if settings.jwt_public_key else None
+        self.verifier = TokenVerifier(
+            secret=secret,
+            public_key=public_key,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+        self.broker = broker or make_broker(settings)
+        self.presence = presence or MemoryPresenceStore()
+        cors: Any = settings.cors_origin_list or None
+        if cors == ["*"]:
+            cors = "*"
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            client_manager=GreetingManager(self._after_connect),
+            cors_allowed_origins=cors,
+            max_http_buffer_size=max(settings.max_payload_bytes * 4, 1_000_000),
+            logger=False,
+            engineio_logger=False,
+        )
+        self.outlet = EngineIOOutlet(self.sio, settings.send_queue_limit)
+        self.fanout = LocalFanout(
+            self.outlet,
+            on_slow_consumer=self._slow_consumer,
+            on_control=self._on_control,
+            on_delivered=self._on_delivered,
+        )
+        self.broker.attach(self.fanout)
+        self.rooms = RoomService(
+            broker=self.broker,
+            presence=self.presence,
+            fanout=self.fanout,
+            outlet=self.outlet,
+            kinds=self.kinds,
+            event_types=self.event_types,
+            verifier=self.verifier,
+            metrics=self.metrics,
+            client_publishable=settings.client_publishable,
+            max_rooms=settings.max_rooms_per_connection,
+            history_page=min(1000, settings.history_size),
+            lease_ttl_ms=settings.lease_ttl_ms,
+            lease_max_ttl_ms=settings.lease_max_ttl_ms,
+            join_hook=join_hook,
+        )
+        self.gateway = SocketGateway(
+            sio=self.sio,
+            settings=settings,
+            verifier=self.verifier,
+            rooms=self.rooms,
+            presence=self.presence,
+            outlet=self.outlet,
+            event_types=self.event_types,
+            metrics=self.metrics,
+        )
+        self.broadcast = EventBroadcastService(
+            self.broker, kinds=self.kinds, event_types=self.event_types, metrics=self.metrics
+        )
+        self.readiness = Readiness(self.broker, self.gateway)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # callbacks from the fan-out (synchronous, on the hot path's edge) --------------
+
+    def _after_connect(self, sid: str) -> None:
+        self.gateway.after_connect(sid)
+
+    def _slow_consumer(self, sid: str) -> None:
+        self.gateway.request_close(
+            sid, "slow_consumer", {"status": "disconnected", "reason": "slow_consumer"}
+        )
+
+    def _on_delivered(self, event_type: str, count: int) -> None:
+        self.counters.events_out += count
+        self.metrics.events_out.labels(event_type).inc(count)
+
+    def _on_control(self, message: JSON) -> None:
+        kind = message.get("kind")
+        if kind == "canary":
+            self.readiness.heard(message)
+        elif kind == "disconnect_user":
+            self.gateway.close_user(str(message["user_id"]), str(message.get("reason") or "api"))
+
+    # lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+        await self.readiness.probe()
+        self._tasks = [
+            asyncio.create_task(self.gateway.run_closer(), name="roomcast.closer"),
+            asyncio.create_task(self._housekeeping(), name="roomcast.housekeeping"),
+        ]
+        self.log.info("instance.started", redis=self.settings.uses_redis)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.broker.aclose()
+        self.log.info("instance.stopped")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def _housekeeping(self) -> None:
+        """Expire leases, forget idle rooms and buckets, check the delivery canary."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.broker.expire_leases()
+                sweep = getattr(self.broker, "sweep", None)
+                if sweep is not None:
+                    sweep()
+                self.gateway.prune()
+                await self.readiness.probe()
+            except RoomcastError as exc:
+                self.log.warning("housekeeping.failed", code=exc.code)
+
+    async def drain(self, pause_seconds: float = 0.2) -> None:
+        await self.gateway.drain(self.settings.drain_batch_size, pause_seconds)
+
+    def leak_check(self) -> dict[str, int]:
+        """Sizes of every per-connection table, for churn tests."""
+        sizes = {
+            "connections": self.gateway.connections.size(),
+            "outlet": self.outlet.size(),
+            "fanout_rooms": self.fanout.room_count(),
+            "subscriptions": self.rooms.subscriptions.size(),
+        }
+        size = getattr(self.presence, "size", None)
+        if size is not None:
+            sizes["presence"] = size()
+        return sizes
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    app: FastAPI | None = None,
+    room_kinds: RoomKinds | None = None,
+    event_types: EventTypes | None = None,
+    join_hook: JoinHook | None = None,
+) -> socketio.ASGIApp:
+    """Build the ASGI application.
+
+    Pass `app` to add roomcast to an existing FastAPI application: its routes stay,
+    roomcast's are added under `/api/v1`, `/healthz`, `/readyz` and `/metrics`, and
+    its own lifespan runs inside roomcast's. The `Roomcast` object is at
+    `app.state.roomcast` (and `.roomcast` on the returned ASGI app).
+    """
+    settings = settings or Settings()
+    runtime = Roomcast(
+        settings, room_kinds=room_kinds, event_types=event_types, join_hook=join_hook
+    )
+    if app is None:
+        fastapi_app = FastAPI(title="roomcast", version="0.1.0", lifespan=runtime.lifespan)
+    else:
+        fastapi_app = app
+        inner = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def combined(a: Any) -> AsyncIterator[Any]:
+            async with runtime.lifespan(a), inner(a) as state:
+                yield state
+
+        app.router.lifespan_context = combined
+    fastapi_app.state.roomcast = runtime
+    build_router(fastapi_app, runtime)
+    if settings.demo:
+        add_demo_routes(fastapi_app, runtime)
+    asgi = socketio.ASGIApp(runtime.sio, other_asgi_app=fastapi_app, socketio_path="socket.io")
+    asgi.roomcast = runtime
+    return asgi

@@ -1,0 +1,1 @@
+"""Access and room tokens: verification into an Identity, and minting for development."""

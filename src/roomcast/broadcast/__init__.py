@@ -1,0 +1,1 @@
+"""Publishing (EventBroadcastService) and the fan-out to this instance's sockets."""

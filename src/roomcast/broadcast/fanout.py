@@ -1,0 +1,164 @@
+"""LocalFanout: hands each room event to this instance's members of the room.
+
+The hot path encodes an event once and gives the same packet to every recipient;
+per recipient there is one queue-length check and one enqueue. Two things break
+that uniformity, both rare and both off the common path:
+
+- A member still catching up from history (`buffer` is a list) has live events
+  parked until its replay finished, so the replay-to-live switch has no gap and no
+  duplicate.
+- A member whose queue is full: in `detection_stream_` rooms it is skipped and its
+  next `detection_event` carries `skipped: n`; elsewhere it is disconnected with
+  reason `slow_consumer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..types import JSON, Publication
+
+SKIPPABLE_TYPES = frozenset({"detection_event"})
+
+
+class Outlet(Protocol):
+    """The transport's side of delivery (Socket.IO over Engine.IO in production)."""
+
+    def encode(self, event: str, payload: JSON) -> Any:
+        """Encode once an event that may then be pushed to any number of sockets."""
+
+    def push(self, sid: str, packet: Any, *, force: bool = False) -> bool:
+        """Queue a packet for one socket; False when its queue is full (unless forced)."""
+
+
+@dataclass(slots=True)
+class Membership:
+    """One socket's membership of one room on this instance."""
+
+    sid: str
+    buffer: list[Publication] | None = None  # live events parked during a replay
+    skipped: int = 0  # detection events skipped since the last one delivered
+
+
+@dataclass(slots=True)
+class _LocalRoom:
+    members: dict[str, Membership] = field(default_factory=dict)
+
+
+class LocalFanout:
+    """Room membership on this instance, and delivery to it (implements BrokerSink)."""
+
+    def __init__(
+        self,
+        outlet: Outlet,
+        *,
+        on_slow_consumer: Callable[[str], None],
+        on_control: Callable[[JSON], None],
+        on_delivered: Callable[[str, int], None],
+    ) -> None:
+        self._outlet = outlet
+        self._rooms: dict[str, _LocalRoom] = {}  # room -> members on this instance
+        self._on_slow_consumer = on_slow_consumer
+        self._on_control = on_control
+        self._on_delivered = on_delivered
+
+    # membership ------------------------------------------------------------------
+
+    def has_room(self, room: str) -> bool:
+        return room in self._rooms
+
+    def add(self, room: str, sid: str, *, catching_up: bool) -> tuple[Membership, bool]:
+        """Add a member (parking live events while it catches up); True if the room is new here."""
+        local = self._rooms.get(room)
+        created = local is None
+        if local is None:
+            local = self._rooms[room] = _LocalRoom()
+        membership = local.members.get(sid)
+        if membership is None:
+            membership = local.members[sid] = Membership(sid)
+        if catching_up and membership.buffer is None:
+            membership.buffer = []
+        return membership, created
+
+    def go_live(self, room: str, sid: str, last_seq: int) -> list[Publication]:
+        """Take the member's parked events newer than `last_seq`, and make it live.
+
+        The caller sends what is returned before it awaits anything else, so no live
+        event can overtake the parked ones.
+        """
+        membership = self._rooms[room].members[sid]
+        parked = membership.buffer or []
+        membership.buffer = None
+        return [p for p in parked if p.seq > last_seq]
+
+    def remove(self, room: str, sid: str) -> bool:
+        """Remove a member; True when the room has no member left here."""
+        local = self._rooms.get(room)
+        if local is None:
+            return False
+        local.members.pop(sid, None)
+        if not local.members:
+            del self._rooms[room]
+            return True
+        return False
+
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    def member_count(self, room: str) -> int:
+        local = self._rooms.get(room)
+        return len(local.members) if local else 0
+
+    # BrokerSink ------------------------------------------------------------------
+
+    def on_publication(self, publication: Publication) -> None:
+        local = self._rooms.get(publication.room)
+        if local is None:
+            return
+        envelope = publication.envelope()
+        packet = self._outlet.encode(publication.type, envelope)
+        skippable = publication.type in SKIPPABLE_TYPES
+        push = self._outlet.push
+        delivered = 0
+        for membership in local.members.values():
+            if membership.buffer is not None:
+                membership.buffer.append(publication)
+            elif membership.skipped:
+                delivered += self._deliver_after_skip(membership, publication, envelope, skippable)
+            elif push(membership.sid, packet):
+                delivered += 1
+            elif skippable:
+                membership.skipped = 1
+            else:
+                self._on_slow_consumer(membership.sid)
+        self._on_delivered(publication.type, delivered)
+
+    def _deliver_after_skip(
+        self, membership: Membership, publication: Publication, envelope: JSON, skippable: bool
+    ) -> int:
+        if skippable:
+            marked = {**envelope, "skipped": membership.skipped}
+            if self._outlet.push(membership.sid, self._outlet.encode(publication.type, marked)):
+                membership.skipped = 0
+                return 1
+            membership.skipped += 1
+            return 0
+        if self._outlet.push(membership.sid, self._outlet.encode(publication.type, envelope)):
+            return 1
+        self._on_slow_consumer(membership.sid)
+        return 0
+
+    def on_transient(self, room: str, event: str, data: JSON) -> None:
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        packet = self._outlet.encode(event, data)
+        for membership in local.members.values():
+            # Presence is unsequenced and may be dropped under pressure: the join ack
+            # and the presence endpoint give the full picture.
+            self._outlet.push(membership.sid, packet)
+
+    def on_control(self, message: JSON) -> None:
+        self._on_control(message)

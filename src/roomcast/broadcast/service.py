@@ -1,0 +1,180 @@
+"""EventBroadcastService: how the platform's backend and workers publish.
+
+It validates an event against its type and room, then hands it to the broker,
+which sequences, stores and fans it out. It needs no Socket.IO server: with a
+Redis broker it works from any process that can reach Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ..brokers.base import Broker, PublishCommand
+from ..brokers.factory import make_broker
+from ..config import Settings
+from ..errors import Forbidden, InvalidPayload, RoomcastError
+from ..observability.metrics import Metrics
+from ..protocol.events import Actor, EventTypes
+from ..rooms.names import RoomKinds
+from ..rooms.service import write_guard
+from ..types import JSON
+
+
+class Published(NamedTuple):
+    id: str
+    epoch: str
+    seq: int
+
+
+class EventBroadcastService:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        kinds: RoomKinds | None = None,
+        event_types: EventTypes | None = None,
+        metrics: Metrics | None = None,
+        owns_broker: bool = False,
+    ) -> None:
+        self._broker = broker
+        self._kinds = kinds or RoomKinds()
+        self._types = event_types or EventTypes()
+        self._metrics = metrics
+        self._owns_broker = owns_broker
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventBroadcastService:
+        """A service with a broker of its own, for a process that is not the server.
+
+        Call `start()` before publishing and `aclose()` when done (or use
+        `async with`). Without a Redis URL the broker is in memory and only this
+        process sees the events.
+        """
+        return cls(make_broker(settings), owns_broker=True)
+
+    async def start(self) -> None:
+        if self._owns_broker:
+            await self._broker.start()
+
+    async def aclose(self) -> None:
+        if self._owns_broker:
+            await self._broker.aclose()
+
+    async def __aenter__(self) -> EventBroadcastService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def publish(
+        self,
+        room: str,
+        type: str,
+        data: JSON,
+        *,
+        actor: JSON | None = None,
+        idempotency_key: str | None = None,
+        source: str = "api",
+    ) -> Published:
+        """Publish one event; returns its (id, epoch, seq).
+
+        Raises InvalidRoom, InvalidType, InvalidPayload (bad data, or a type that
+        does not belong in the room), Forbidden (a server-only type), Conflict and
+        Locked (annotation writes), BrokerUnavailable.
+        """
+        command = self._command(room, type, data, actor, idempotency_key)
+        outcome = await self._broker.publish(command)
+        if self._metrics is not None and not outcome.duplicate:
+            self._metrics.events_in.labels(type, source).inc()
+        pub = outcome.publication
+        return Published(pub.id, pub.epoch, pub.seq)
+
+    def _command(
+        self, room: str, type: str, data: Any, actor: Any, idempotency_key: str | None
+    ) -> PublishCommand:
+        ref = self._kinds.parse(room)
+        if self._types.get(type).server_only:
+            raise Forbidden(f"{type} events are published by the server only")
+        clean = self._types.validate(type, ref.kind.name, data)
+        actor_json: JSON | None = None
+        if actor is not None:
+            try:
+                actor_json = Actor.model_validate(actor).model_dump(mode="json")
+            except ValueError:
+                raise InvalidPayload("actor must be {user_id, name?}") from None
+        user = actor_json["user_id"] if actor_json else "api"
+        return PublishCommand(
+            room=ref.name,
+            type=type,
+            data=clean,
+            actor=actor_json,
+            idempotency_key=f"k:{idempotency_key}" if idempotency_key else None,
+            write=write_guard(type, clean, user),
+        )
+
+    async def publish_many(self, events: Sequence[JSON]) -> list[Published | RoomcastError]:
+        """Publish several events in order; each result is its Published or its error."""
+        results: list[Published | RoomcastError] = []
+        for event in events:
+            try:
+                results.append(
+                    await self.publish(
+                        event.get("room", ""),
+                        event.get("type", ""),
+                        event.get("data") or {},
+                        actor=event.get("actor"),
+                        idempotency_key=event.get("idempotency_key"),
+                    )
+                )
+            except RoomcastError as exc:
+                results.append(exc)
+        return results
+
+    # typed helpers for the built-in types --------------------------------------------
+
+    async def detection_event(
+        self, test_session_id: str, *, frame_id: str | int, detections: list[JSON], **extra: Any
+    ) -> Published:
+        data = {"frame_id": frame_id, "detections": detections, **extra}
+        return await self.publish(f"detection_stream_{test_session_id}", "detection_event", data)
+
+    async def project_progress(
+        self,
+        project_id: str,
+        *,
+        completed: int,
+        total: int,
+        percent: float | None = None,
+        **extra: Any,
+    ) -> Published:
+        if percent is None:
+            percent = round(100.0 * completed / total, 2) if total else 0.0
+        data = {"completed": completed, "total": total, "percent": percent, **extra}
+        return await self.publish(f"project_{project_id}", "project_progress_update", data)
+
+    async def notify(
+        self, user_id: str, *, title: str, level: str = "info", **extra: Any
+    ) -> Published:
+        data = {"title": title, "level": level, **extra}
+        return await self.publish(f"user_{user_id}", "notification", data)
+
+    async def annotation_validated(
+        self,
+        session_id: str,
+        *,
+        annotation_id: str,
+        version: int,
+        status: str,
+        validator_id: str,
+        **extra: Any,
+    ) -> Published:
+        data = {
+            "annotation_id": annotation_id,
+            "version": version,
+            "status": status,
+            "validator_id": validator_id,
+            **extra,
+        }
+        return await self.publish(f"annotation_{session_id}", "annotation_validated", data)

@@ -1,0 +1,116 @@
+"""The Broker role: one room stream per room, sequenced, stored, fanned out.
+
+Semantics every implementation keeps (the shared contract tests check them):
+
+- `publish` is one atomic step: check the idempotency key, check the guard (an
+  annotation write, under its lease), assign the next seq in the room's epoch, append
+  to history, deliver to every subscribed instance. Either all of it happens or none.
+- An idempotency key seen within its TTL returns the first outcome, with
+  `duplicate=True`, and delivers nothing.
+- Every instance subscribed to a room receives that room's publications in seq order.
+  `subscribe` returns only once delivery is live: anything published after it returns
+  is delivered, so a reader that subscribes, then reads history, misses nothing.
+- History keeps the newest `history_size` events and is dropped
+  `history_ttl_seconds` after the room's last activity; a room whose history was
+  lost starts a new epoch, and an `(epoch, seq)` is never handed out twice.
+- Lease changes are sequenced room events (`annotation_lock`) like any other.
+- Transient messages (presence) and control messages (disconnect a user) are
+  delivered once to subscribed instances, never stored.
+- Every method raises BrokerUnavailable, quickly, when the backend cannot be reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..annotations.rules import AnnotationWrite
+from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCommand:
+    room: str
+    type: str
+    data: JSON
+    actor: JSON | None = None
+    client_event_id: str | None = None
+    idempotency_key: str | None = None  # already scoped by the caller (user or API)
+    write: AnnotationWrite | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    publication: Publication
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LockOutcome:
+    lease: Lease
+    publication: Publication
+
+
+class BrokerSink(Protocol):
+    """Where a broker hands what arrives for this instance (the local fan-out)."""
+
+    def on_publication(self, publication: Publication) -> None: ...
+
+    def on_transient(self, room: str, event: str, data: JSON) -> None: ...
+
+    def on_control(self, message: JSON) -> None: ...
+
+
+class Broker(Protocol):
+    def attach(self, sink: BrokerSink) -> None:
+        """Set where deliveries go; called once before `start`."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def publish(self, command: PublishCommand) -> PublishOutcome:
+        """Sequence, store and deliver one event (see the module docstring).
+
+        Raises Conflict or Locked when the guard refuses, BrokerUnavailable.
+        """
+
+    async def position(self, room: str) -> StreamPosition:
+        """The room's epoch and head; a room with no event yet gets its epoch here."""
+
+    async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
+        """Events with seq > since_seq, oldest first, at most `limit`.
+
+        `complete` is False when history no longer reaches back to since_seq + 1.
+        """
+
+    async def subscribe(self, room: str) -> None:
+        """Start delivering the room's messages to this instance's sink."""
+
+    async def unsubscribe(self, room: str) -> None: ...
+
+    async def publish_transient(self, room: str, event: str, data: JSON) -> None: ...
+
+    async def publish_control(self, message: JSON) -> None: ...
+
+    async def lock(self, room: str, annotation_id: str, holder: Member, ttl_ms: int) -> LockOutcome:
+        """Grant or renew a lease; raise Locked while another user holds it."""
+
+    async def unlock(self, room: str, annotation_id: str, user_id: str) -> Publication | None:
+        """Release the user's lease; None when there was none. Locked if another user's."""
+
+    async def release_holder(self, room: str, user_id: str) -> list[Publication]:
+        """Release every lease the user holds in the room (its last connection left)."""
+
+    async def expire_leases(self) -> list[Publication]:
+        """Release the leases that ran out, announcing each; returns what was released."""
+
+    async def leases(self, room: str) -> list[Lease]:
+        """The room's live leases."""
+
+    async def bind(self, room: str, project_id: str) -> None: ...
+
+    async def binding(self, room: str) -> str | None: ...
+
+    async def ping(self) -> None:
+        """Raise BrokerUnavailable unless the backend answers."""

@@ -1,0 +1,1 @@
+"""Recovery decisions: replay from history, or tell the client to reload."""

@@ -1,0 +1,1 @@
+"""Rate-limit arithmetic (pure, with an injected clock)."""

@@ -1,0 +1,1 @@
+"""Metrics (an app-owned Prometheus registry) and structured logging."""

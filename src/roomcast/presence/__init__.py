@@ -1,0 +1,1 @@
+"""Who is in which room, and how many connections each user has."""

@@ -1,0 +1,1 @@
+"""The wire contract: payload models of events and of client requests."""

@@ -1,0 +1,71 @@
+"""Client-to-server and HTTP request bodies.
+
+Room names are plain strings here; whether a name is valid is the rooms layer's
+call, so that the error is `invalid_room` and not a schema error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .events import Actor
+
+_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Since(_Request):
+    epoch: str = Field(min_length=1, max_length=128)
+    seq: int = Field(ge=0)
+
+
+class JoinRequest(_Request):
+    room: str = Field(max_length=200)
+    since: Since | None = None
+    token: str | None = Field(default=None, max_length=8192)
+
+
+class LeaveRequest(_Request):
+    room: str = Field(max_length=200)
+
+
+class ClientPublish(_Request):
+    room: str = Field(max_length=200)
+    data: dict[str, Any]
+    client_event_id: str | None = Field(default=None, pattern=_ID)
+
+
+class LockRequest(_Request):
+    room: str = Field(max_length=200)
+    annotation_id: str = Field(pattern=_ID)
+    ttl_ms: int | None = Field(default=None, ge=100)
+
+
+class UnlockRequest(_Request):
+    room: str = Field(max_length=200)
+    annotation_id: str = Field(pattern=_ID)
+
+
+class PublishBody(_Request):
+    room: str = Field(max_length=200)
+    type: str = Field(max_length=64)
+    data: dict[str, Any]
+    actor: Actor | None = None
+    idempotency_key: str | None = Field(default=None, pattern=_ID)
+
+
+class BatchBody(_Request):
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class BindingBody(_Request):
+    project_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class DisconnectBody(_Request):
+    reason: str | None = Field(default=None, max_length=256)

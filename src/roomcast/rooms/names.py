@@ -1,0 +1,90 @@
+"""Room names and the registry of room kinds.
+
+A room name is `<prefix><id>`. Prefixes are matched longest first, so that
+`detection_stream_t9` is a detection room and never some `detection_` kind, and an
+id may itself contain `_`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import InvalidRoom
+from ..types import Identity
+
+ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: A kind's own extra rule: may this identity join this room? (None: no opinion)
+KindRule = Callable[[Identity, "RoomRef"], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKind:
+    """A family of rooms sharing a prefix and a join rule.
+
+    `bindable`: the room may be bound to a project, whose members may then join.
+    `presence`: joins and leaves are announced.
+    """
+
+    name: str
+    prefix: str
+    bindable: bool = False
+    presence: bool = True
+    rule: KindRule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRef:
+    """A parsed, valid room name."""
+
+    name: str
+    kind: RoomKind
+    id: str
+
+
+BUILTIN_KINDS: tuple[RoomKind, ...] = (
+    RoomKind("project", "project_"),
+    RoomKind("annotation", "annotation_", bindable=True),
+    RoomKind("detection_stream", "detection_stream_", bindable=True),
+    RoomKind("user", "user_", presence=False),
+)
+
+
+class RoomKinds:
+    """The room kinds one application accepts; built-ins plus whatever it adds."""
+
+    def __init__(self, kinds: tuple[RoomKind, ...] = BUILTIN_KINDS) -> None:
+        self._kinds: list[RoomKind] = []
+        for kind in kinds:
+            self.add(kind)
+
+    def add(self, kind: RoomKind) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*_", kind.prefix):
+            raise ValueError(f"room prefix {kind.prefix!r} must be lower-case and end in '_'")
+        if any(k.prefix == kind.prefix or k.name == kind.name for k in self._kinds):
+            raise ValueError(f"room kind {kind.name!r} ({kind.prefix}) is already registered")
+        self._kinds.append(kind)
+        self._kinds.sort(key=lambda k: len(k.prefix), reverse=True)
+
+    def get(self, name: str) -> RoomKind:
+        for kind in self._kinds:
+            if kind.name == name:
+                return kind
+        raise KeyError(name)
+
+    def parse(self, name: object) -> RoomRef:
+        """Parse a room name; raise InvalidRoom for anything that is not one."""
+        if not isinstance(name, str):
+            raise InvalidRoom("room must be a string")
+        for kind in self._kinds:
+            if name.startswith(kind.prefix):
+                room_id = name[len(kind.prefix) :]
+                if ROOM_ID.fullmatch(room_id):
+                    return RoomRef(name, kind, room_id)
+                break
+        raise InvalidRoom(f"{name[:80]!r} is not a valid room name")
+
+    def user_room(self, user_id: str) -> RoomRef:
+        return self.parse(f"{self.get('user').prefix}{user_id}")

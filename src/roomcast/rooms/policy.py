@@ -1,0 +1,49 @@
+"""Who may join a room: the six rules of SPEC section 2, as plain functions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..types import Identity
+from .names import RoomRef
+
+#: An application's last word on a join: may this identity join this room?
+JoinHook = Callable[[Identity, RoomRef], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinContext:
+    """Facts gathered before the decision: a verified room token, the room's binding."""
+
+    room_token_valid: bool = False
+    bound_project: str | None = None
+
+
+def is_allowed_by_claims(identity: Identity, room: RoomRef, ctx: JoinContext) -> bool:
+    """Rules 1 to 5 and the kind's own rule; False means "ask the hook".
+
+    `user_` rooms admit only their own user: the claims-based rules never open
+    another user's room, not even to an admin.
+    """
+    if room.kind.name == "user":
+        return room.id == identity.user_id
+    if identity.is_admin:
+        return True
+    if room.kind.name == "project" and room.id in identity.projects:
+        return True
+    if room.name in identity.rooms:
+        return True
+    if ctx.room_token_valid:
+        return True
+    if room.kind.bindable and ctx.bound_project in identity.projects:
+        return True
+    return room.kind.rule is not None and room.kind.rule(identity, room)
+
+
+async def can_join(
+    identity: Identity, room: RoomRef, ctx: JoinContext, hook: JoinHook | None
+) -> bool:
+    if is_allowed_by_claims(identity, room, ctx):
+        return True
+    return hook is not None and await hook(identity, room)

@@ -1,0 +1,269 @@
+"""RoomService: what a connection may do in rooms, independent of the transport.
+
+join, leave, publish, lock and unlock take a Connection and validated requests and
+return the ack body; refusals are raised as RoomcastError and turned into wire
+replies by the transport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..annotations.rules import AnnotationWrite
+from ..auth.tokens import TokenVerifier
+from ..broadcast.fanout import LocalFanout, Outlet
+from ..brokers.base import Broker, PublishCommand
+from ..connections import Connection
+from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
+from ..history.recovery import is_recoverable
+from ..observability.metrics import Metrics
+from ..presence.base import PresenceStore
+from ..protocol.events import EventTypes
+from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
+from ..types import JSON, Member, Publication, StreamPosition
+from .names import RoomKinds, RoomRef
+from .policy import JoinContext, JoinHook, can_join
+from .subscriptions import Subscriptions
+
+
+class RoomService:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        presence: PresenceStore,
+        fanout: LocalFanout,
+        outlet: Outlet,
+        kinds: RoomKinds,
+        event_types: EventTypes,
+        verifier: TokenVerifier,
+        metrics: Metrics,
+        client_publishable: frozenset[str],
+        max_rooms: int,
+        history_page: int,
+        lease_ttl_ms: int,
+        lease_max_ttl_ms: int,
+        join_hook: JoinHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._broker = broker
+        self._presence = presence
+        self._fanout = fanout
+        self._outlet = outlet
+        self._kinds = kinds
+        self._types = event_types
+        self._verifier = verifier
+        self._metrics = metrics
+        self._publishable = client_publishable
+        self._max_rooms = max_rooms
+        self._history_page = history_page
+        self._lease_ttl = lease_ttl_ms
+        self._lease_max_ttl = lease_max_ttl_ms
+        self._hook = join_hook
+        self._clock = clock
+        self.subscriptions = Subscriptions(broker)
+
+    @property
+    def kinds(self) -> RoomKinds:
+        return self._kinds
+
+    # join ------------------------------------------------------------------------
+
+    async def authorize(self, conn: Connection, room: RoomRef, room_token: str | None) -> None:
+        identity = conn.identity
+        token_ok = bool(room_token) and self._verifier.is_room_token_valid(
+            room_token or "", identity.user_id, room.name
+        )
+        bound = await self._broker.binding(room.name) if room.kind.bindable else None
+        ctx = JoinContext(room_token_valid=token_ok, bound_project=bound)
+        if not await can_join(identity, room, ctx, self._hook):
+            raise Forbidden(f"not allowed to join {room.name}")
+
+    async def join(self, conn: Connection, request: JoinRequest) -> JSON:
+        """Join (or re-join to replay) a room; see SPEC section 4 for the ack."""
+        room = self._kinds.parse(request.room)
+        rejoin = room.name in conn.rooms
+        if not rejoin:
+            joined = sum(1 for r in conn.rooms if not r.startswith("user_"))
+            if room.kind.name != "user" and joined >= self._max_rooms:
+                raise TooManyRooms(f"at most {self._max_rooms} rooms per connection")
+            await self.authorize(conn, room, request.token)
+            await self.subscriptions.acquire(room.name)
+        self._fanout.add(room.name, conn.sid, catching_up=True)
+        ack: JSON | None = None
+        try:
+            ack = await self._catch_up(conn, room, request)
+        finally:
+            if ack is None and not rejoin:
+                self._fanout.remove(room.name, conn.sid)
+                await self.subscriptions.release(room.name)
+            elif ack is None:
+                # A failed replay leaves the member live: it may ask again.
+                for publication in self._fanout.go_live(room.name, conn.sid, 0):
+                    self._send(conn.sid, publication)
+        conn.rooms.add(room.name)
+        self._metrics.rooms.set(self._fanout.room_count())
+        return ack
+
+    async def _catch_up(self, conn: Connection, room: RoomRef, request: JoinRequest) -> JSON:
+        """Replay, gather the snapshot, then switch the member to live delivery.
+
+        Every await happens before the switch, and the switch and the ack go out
+        without one, so the client sees history, parked live events, the ack, then
+        live events, in seq order without gap or duplicate.
+        """
+        name = room.name
+        since = request.since
+        replayed = 0
+        recovered = True
+        if since is None:
+            position = await self._broker.position(name)
+            epoch, last = position.epoch, position.seq
+        else:
+            epoch, last, recovered, replayed = await self._replay(
+                conn, name, StreamPosition(since.epoch, since.seq)
+            )
+        presence: list[Member] = []
+        if room.kind.presence:
+            change = await self._presence.add(
+                name, conn.identity.user_id, conn.identity.name, conn.sid
+            )
+            if change.is_visible:
+                await self._broker.publish_transient(name, "presence", change.to_wire())
+            presence = await self._presence.members(name)
+        locks = await self._broker.leases(name) if room.kind.name == "annotation" else []
+        # The switch: no await from here to the ack.
+        for publication in self._fanout.go_live(name, conn.sid, last):
+            self._send(conn.sid, publication)
+            last = publication.seq
+        return {
+            "ok": True,
+            "room": name,
+            "epoch": epoch,
+            "seq": last,
+            "replayed": replayed,
+            "recovered": recovered,
+            "presence": [m.to_wire() for m in presence],
+            "locks": [lease.to_wire() for lease in locks],
+        }
+
+    async def _replay(
+        self, conn: Connection, room: str, since: StreamPosition
+    ) -> tuple[str, int, bool, int]:
+        """Send stored events after `since`; returns (epoch, last seq sent, recovered, count)."""
+        last = since.seq
+        replayed = 0
+        while True:
+            page = await self._broker.history(room, last, self._history_page)
+            if replayed == 0 and not is_recoverable(since, page):
+                return page.epoch, page.head, False, 0
+            for publication in page.events:
+                self._send(conn.sid, publication)
+                last = publication.seq
+            replayed += len(page.events)
+            if not page.events or last >= page.head:
+                self._metrics.replayed.inc(replayed)
+                return page.epoch, last, True, replayed
+
+    def _send(self, sid: str, publication: Publication) -> None:
+        # Forced: a replay is bounded by the history size and must not be cut short.
+        self._outlet.push(
+            sid, self._outlet.encode(publication.type, publication.envelope()), force=True
+        )
+
+    # leave -----------------------------------------------------------------------
+
+    async def leave(self, conn: Connection, request: LeaveRequest) -> JSON:
+        room = self._kinds.parse(request.room)
+        if room.kind.name == "user":
+            raise Forbidden("the user room cannot be left")
+        if room.name in conn.rooms:
+            await self.drop_membership(conn, room.name)
+        return {"ok": True}
+
+    async def drop_membership(self, conn: Connection, room: str) -> None:
+        """Take the connection out of a room: presence, its leases if last, the subscription."""
+        conn.rooms.discard(room)
+        self._fanout.remove(room, conn.sid)
+        try:
+            change = await self._presence.remove(room, conn.identity.user_id, conn.sid)
+            if change.left is not None:
+                await self._broker.publish_transient(room, "presence", change.to_wire())
+                if room.startswith("annotation_"):
+                    await self._broker.release_holder(room, conn.identity.user_id)
+        finally:
+            await self.subscriptions.release(room)
+            self._metrics.rooms.set(self._fanout.room_count())
+
+    # publish ---------------------------------------------------------------------
+
+    async def publish(self, conn: Connection, event_type: str, request: ClientPublish) -> JSON:
+        room = self._kinds.parse(request.room)
+        if event_type not in self._publishable or self._types.get(event_type).server_only:
+            raise Forbidden(f"clients may not publish {event_type}")
+        if room.name not in conn.rooms:
+            raise NotJoined(f"join {room.name} before publishing to it")
+        data = self._types.validate(event_type, room.kind.name, request.data)
+        identity = conn.identity
+        key = f"c:{identity.user_id}:{request.client_event_id}" if request.client_event_id else None
+        command = PublishCommand(
+            room=room.name,
+            type=event_type,
+            data=data,
+            actor=identity.actor(),
+            client_event_id=request.client_event_id,
+            idempotency_key=key,
+            write=write_guard(event_type, data, identity.user_id),
+        )
+        outcome = await self._broker.publish(command)
+        if not outcome.duplicate:
+            self._metrics.events_in.labels(event_type, "client").inc()
+        pub = outcome.publication
+        return {"ok": True, "id": pub.id, "epoch": pub.epoch, "seq": pub.seq}
+
+    # leases ----------------------------------------------------------------------
+
+    def _annotation_room(self, conn: Connection, room_name: str) -> RoomRef:
+        room = self._kinds.parse(room_name)
+        if room.kind.name != "annotation":
+            raise InvalidPayload("leases exist only in annotation rooms")
+        if room.name not in conn.rooms:
+            raise NotJoined(f"join {room.name} before locking in it")
+        return room
+
+    async def lock(self, conn: Connection, request: LockRequest) -> JSON:
+        room = self._annotation_room(conn, request.room)
+        ttl = min(request.ttl_ms or self._lease_ttl, self._lease_max_ttl)
+        identity = conn.identity
+        member = await self._presence.member(room.name, identity.user_id) or Member(
+            identity.user_id, identity.name, 1
+        )
+        outcome = await self._broker.lock(room.name, request.annotation_id, member, ttl)
+        lease = outcome.lease
+        return {
+            "ok": True,
+            "annotation_id": lease.annotation_id,
+            "fencing_token": lease.fencing_token,
+            "expires_at": lease.expires_at,
+        }
+
+    async def unlock(self, conn: Connection, request: UnlockRequest) -> JSON:
+        room = self._annotation_room(conn, request.room)
+        await self._broker.unlock(room.name, request.annotation_id, conn.identity.user_id)
+        return {"ok": True}
+
+
+def write_guard(event_type: str, data: JSON, user_id: str) -> AnnotationWrite | None:
+    """The concurrency guard an event carries (only annotation_update has one)."""
+    if event_type != "annotation_update":
+        return None
+    fencing: Any = data.get("fencing_token")
+    return AnnotationWrite(
+        annotation_id=data["annotation_id"],
+        action=data["action"],
+        base_version=data.get("base_version"),
+        user_id=user_id,
+        fencing_token=fencing,
+    )

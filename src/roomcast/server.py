@@ -1,0 +1,66 @@
+"""Running the application under uvicorn, with a draining shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from types import FrameType
+
+import uvicorn
+
+from .app import Roomcast, create_app
+from .config import Settings
+from .observability.logging import configure_logging
+
+DRAIN_PAUSE_SECONDS = 0.2
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM or SIGINT, drain (SPEC section 9) and then stop."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Roomcast) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+        self._drain: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if (
+            self._drain is None
+            and self._loop is not None
+            and sig in (signal.SIGTERM, signal.SIGINT)
+        ):
+            self._loop.call_soon_threadsafe(self._start_drain, sig, frame)
+            return
+        super().handle_exit(sig, frame)
+
+    def _start_drain(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(sig, frame))
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            await self._runtime.drain(DRAIN_PAUSE_SECONDS)
+        finally:
+            super().handle_exit(sig, frame)
+
+
+async def serve(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    runtime: Roomcast = app.roomcast
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
+        lifespan="on",
+    )
+    await DrainingServer(config, runtime).serve()

@@ -1,0 +1,1 @@
+"""The edges: Socket.IO handlers and HTTP routes. Parse, call a service, reply."""

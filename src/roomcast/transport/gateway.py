@@ -1,0 +1,344 @@
+"""SocketGateway: the Socket.IO edge. Authenticates connections, admits each event
+against the connection's rate, parses it, calls RoomService, and turns the outcome
+into the ack `{"ok": ...}`. This is the one place a RoomcastError becomes a
+Socket.IO reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from ..auth.tokens import TokenVerifier
+from ..config import Settings
+from ..connections import Connection, ConnectionTable
+from ..errors import (
+    AuthMissing,
+    ConnectionLimit,
+    Forbidden,
+    InvalidPayload,
+    InvalidType,
+    PayloadTooLarge,
+    RateLimited,
+    RoomcastError,
+    ServerDraining,
+)
+from ..limits.bucket import BucketMap, TokenBucket
+from ..observability.logging import get_logger
+from ..observability.metrics import Metrics
+from ..presence.base import PresenceStore
+from ..protocol.events import EventTypes
+from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
+from ..rooms.service import RoomService
+from ..types import JSON
+from .outlet import EngineIOOutlet
+
+Handler = Callable[[Connection, Any], Awaitable[JSON]]
+_PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
+
+
+class SocketGateway:
+    def __init__(
+        self,
+        *,
+        sio: socketio.AsyncServer,
+        settings: Settings,
+        verifier: TokenVerifier,
+        rooms: RoomService,
+        presence: PresenceStore,
+        outlet: EngineIOOutlet,
+        event_types: EventTypes,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sio = sio
+        self._settings = settings
+        self._verifier = verifier
+        self._rooms = rooms
+        self._presence = presence
+        self._outlet = outlet
+        self._types = event_types
+        self._metrics = metrics
+        self._clock = clock
+        self.connections = ConnectionTable()
+        self.draining = False
+        self._address_buckets = (
+            BucketMap(
+                settings.connect_rate_per_address, settings.connect_rate_per_address * 5, clock
+            )
+            if settings.connect_rate_per_address > 0
+            else None
+        )
+        self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
+        # Server-side disconnects requested from synchronous code (fan-out, timers);
+        # drained by one task the application owns.
+        self._closing: asyncio.Queue[tuple[str, str, JSON | None]] = asyncio.Queue(
+            maxsize=settings.max_connections * 2
+        )
+        self._log = get_logger(instance=settings.instance_id)
+        self._handlers: dict[str, tuple[type[BaseModel], Handler]] = {
+            "join": (JoinRequest, rooms.join),
+            "leave": (LeaveRequest, rooms.leave),
+            "lock": (LockRequest, rooms.lock),
+            "unlock": (UnlockRequest, rooms.unlock),
+        }
+        self._register()
+
+    # registration ------------------------------------------------------------------
+
+    def _register(self) -> None:
+        sio = self._sio
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        for name in _PROTOCOL_EVENTS:
+            sio.on(name, self._make_handler(name))
+        sio.on("*", self._on_any)
+
+    def _make_handler(self, name: str) -> Callable[[str, Any], Awaitable[JSON]]:
+        async def handler(sid: str, data: Any = None) -> JSON:
+            return await self._dispatch(sid, name, data)
+
+        return handler
+
+    async def _on_any(self, event: str, sid: str, data: Any = None, *_: Any) -> JSON:
+        return await self._dispatch(sid, event, data)
+
+    # connect / disconnect --------------------------------------------------------
+
+    def _address(self, environ: dict[str, Any]) -> str:
+        client = environ.get("asgi.scope", {}).get("client")
+        return str(client[0]) if client else str(environ.get("REMOTE_ADDR", "unknown"))
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            conn = await self._admit_connection(sid, environ, auth)
+        except RoomcastError as exc:
+            self._metrics.refusals.labels(exc.code).inc()
+            self._log.info("connection.refused", sid=sid, code=exc.code)
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"code": exc.code, "temporary": exc.temporary}
+            ) from None
+        self._log.debug("connection.opened", sid=sid, user=conn.identity.user_id)
+
+    async def _admit_connection(self, sid: str, environ: dict[str, Any], auth: Any) -> Connection:
+        if self.draining:
+            raise ServerDraining("this instance is shutting down; connect to another")
+        address = self._address(environ)
+        if self._address_buckets is not None and not self._address_buckets.take(address):
+            raise RateLimited("too many connection attempts from this address")
+        token: Any = auth.get("token") if isinstance(auth, dict) else None
+        if not token:
+            header = str(environ.get("HTTP_AUTHORIZATION", ""))
+            if header[:7].lower() == "bearer ":
+                token = header[7:].strip()
+        if not token:
+            raise AuthMissing("no token: send auth {token} or an Authorization: Bearer header")
+        identity = self._verifier.verify_access(token)
+        if len(self.connections) >= self._settings.max_connections:
+            raise ConnectionLimit("this instance is full; connect to another")
+        limit = self._settings.max_connections_per_user
+        if not await self._presence.register_connection(identity.user_id, sid, limit):
+            raise ConnectionLimit(f"user already has {limit} connections")
+        conn = Connection(
+            sid=sid,
+            identity=identity,
+            address=address,
+            bucket=TokenBucket(
+                self._settings.rate_limit_per_second, self._settings.rate_limit_burst, self._clock
+            ),
+        )
+        self.connections.add(conn)
+        self._outlet.bind(sid, self._sio.manager.eio_sid_from_sid(sid, "/"))
+        joined = False
+        try:
+            user_room = self._rooms.kinds.user_room(identity.user_id).name
+            await self._rooms.join(conn, JoinRequest(room=user_room))
+            joined = True
+        finally:
+            if not joined:
+                await self._forget(conn)
+        if identity.expires_at is not None:
+            delay = identity.expires_at + self._settings.jwt_leeway_seconds - time.time()
+            self._expiry_timers[sid] = asyncio.get_running_loop().call_later(
+                max(0.0, delay),
+                self.request_close,
+                sid,
+                "token_expired",
+                {"status": "token_expired"},
+            )
+        self._metrics.connections.set(len(self.connections))
+        return conn
+
+    def after_connect(self, sid: str) -> None:
+        """Greet a connection once its Socket.IO CONNECT packet has gone out."""
+        conn = self.connections.get(sid)
+        if conn is None:
+            return
+        settings = self._settings
+        self._outlet.send(
+            sid,
+            "connection_status",
+            {
+                "status": "connected",
+                "sid": sid,
+                "user_id": conn.identity.user_id,
+                "instance_id": settings.instance_id,
+                "server_time": int(time.time() * 1000),
+                "rooms": sorted(conn.rooms),
+                "limits": {
+                    "events_per_second": settings.rate_limit_per_second,
+                    "burst": settings.rate_limit_burst,
+                    "max_rooms": settings.max_rooms_per_connection,
+                    "max_payload_bytes": settings.max_payload_bytes,
+                },
+            },
+        )
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.connections.get(sid)
+        if conn is not None:
+            await self._forget(conn)
+            self._log.debug("connection.closed", sid=sid, reason=str(reason))
+
+    async def _forget(self, conn: Connection) -> None:
+        """Undo everything a connection holds: rooms, presence, leases, counts, timers."""
+        if self.connections.pop(conn.sid) is None:
+            return
+        timer = self._expiry_timers.pop(conn.sid, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            for room in list(conn.rooms):
+                try:
+                    await self._rooms.drop_membership(conn, room)
+                except RoomcastError as exc:
+                    self._log.warning("room.cleanup_failed", sid=conn.sid, room=room, code=exc.code)
+        finally:
+            self._outlet.unbind(conn.sid)
+            await self._presence.unregister_connection(conn.identity.user_id, conn.sid)
+            self._metrics.connections.set(len(self.connections))
+
+    def prune(self) -> None:
+        """Forget connection-rate buckets that refilled (they hold no information)."""
+        if self._address_buckets is not None:
+            self._address_buckets.prune()
+
+    # server-side disconnects -------------------------------------------------------
+
+    def request_close(self, sid: str, reason: str, status: JSON | None) -> None:
+        """Ask for a connection to be closed soon (callable from synchronous code)."""
+        conn = self.connections.get(sid)
+        if conn is None or conn.closing:
+            return
+        conn.closing = True
+        try:
+            self._closing.put_nowait((sid, reason, status))
+        except asyncio.QueueFull:
+            self._log.error("connection.close_queue_full", sid=sid, reason=reason)
+
+    async def run_closer(self) -> None:
+        """Close connections as requested; runs for the application's lifetime."""
+        while True:
+            sid, reason, status = await self._closing.get()
+            await self._close(sid, reason, status)
+
+    async def _close(self, sid: str, reason: str, status: JSON | None) -> None:
+        self._metrics.disconnects.labels(reason).inc()
+        if status is not None:
+            self._outlet.send(sid, "connection_status", status)
+        self._log.info("connection.closing", sid=sid, reason=reason)
+        await self._sio.disconnect(sid)
+
+    def close_user(self, user_id: str, reason: str) -> int:
+        conns = self.connections.of_user(user_id)
+        for conn in conns:
+            self.request_close(conn.sid, "api", {"status": "disconnected", "reason": reason})
+        return len(conns)
+
+    async def drain(self, batch_size: int, pause_seconds: float) -> None:
+        """Refuse new connections, tell current ones, and close them in paced batches."""
+        self.draining = True
+        conns = list(self.connections)
+        for start in range(0, len(conns), batch_size):
+            batch = conns[start : start + batch_size]
+            for conn in batch:
+                await self._close(conn.sid, "draining", {"status": "draining"})
+            if start + batch_size < len(conns):
+                await asyncio.sleep(pause_seconds)
+
+    # events ------------------------------------------------------------------------
+
+    def _admit_event(self, conn: Connection) -> None:
+        """Charge one event to the connection's bucket; raise RateLimited when empty."""
+        now = self._clock()
+        if conn.bucket.take():
+            conn.limited_since = None
+            return
+        self._metrics.rate_limited.inc()
+        conn.dropped += 1
+        if conn.limited_since is None:
+            conn.limited_since = now
+        retry_ms = int(conn.bucket.retry_after() * 1000) + 1
+        if now - conn.last_notice >= 1.0:
+            self._outlet.send(
+                conn.sid, "rate_limited", {"retry_after_ms": retry_ms, "dropped": conn.dropped}
+            )
+            conn.last_notice = now
+            conn.dropped = 0
+        if now - conn.limited_since >= self._settings.rate_abuse_seconds:
+            self.request_close(
+                conn.sid, "rate_abuse", {"status": "disconnected", "reason": "rate_limited"}
+            )
+        raise RateLimited("too many events; slow down", retry_after_ms=retry_ms)
+
+    async def _dispatch(self, sid: str, event: str, data: Any) -> JSON:
+        conn = self.connections.get(sid)
+        if conn is None:
+            return _error(Forbidden("not connected"))
+        try:
+            self._admit_event(conn)
+            self._check_size(data)
+            entry = self._handlers.get(event)
+            if entry is not None:
+                model, handler = entry
+                return await handler(conn, _parse(model, data))
+            if event in self._types:
+                return await self._rooms.publish(conn, event, _parse(ClientPublish, data))
+            raise InvalidType(f"unknown event {event[:64]!r}")
+        except RoomcastError as exc:
+            self._metrics.refusals.labels(exc.code).inc()
+            return _error(exc)
+        except Exception:
+            self._log.exception("event.failed", sid=sid, event_name=event[:64])
+            return {"ok": False, "error": {"code": "internal", "message": "internal error"}}
+
+    def _check_size(self, data: Any) -> None:
+        try:
+            size = len(json.dumps(data, separators=(",", ":")).encode())
+        except (TypeError, ValueError):
+            raise InvalidPayload("payload is not JSON") from None
+        if size > self._settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"event is {size} bytes; the limit is {self._settings.max_payload_bytes}"
+            )
+
+
+def _parse(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidPayload("the event argument must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise InvalidPayload(f"{where}: {first['msg']}") from None
+
+
+def _error(exc: RoomcastError) -> JSON:
+    return {"ok": False, "error": exc.to_wire()}

@@ -1,0 +1,55 @@
+"""Readiness: the broker answers, a canary sent through it came back lately, and the
+instance is not draining."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..brokers.base import Broker
+from ..errors import RoomcastError
+
+CANARY_MAX_AGE_SECONDS = 10.0
+
+
+class _Draining(Protocol):
+    draining: bool
+
+
+class Readiness:
+    def __init__(
+        self, broker: Broker, gateway: _Draining, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._broker = broker
+        self._gateway = gateway
+        self._clock = clock
+        self._sent = 0
+        self._heard_at: float | None = None
+        self._broker_error: str | None = "not probed yet"
+
+    async def probe(self) -> None:
+        """Ping the broker and send a canary through it (the housekeeping task calls this)."""
+        try:
+            await self._broker.ping()
+            self._sent += 1
+            await self._broker.publish_control({"kind": "canary", "n": self._sent})
+            self._broker_error = None
+        except RoomcastError as exc:
+            self._broker_error = exc.message
+
+    def heard(self, message: dict[str, object]) -> None:
+        self._heard_at = self._clock()
+
+    def reason_not_ready(self) -> str | None:
+        """None when ready; otherwise why not, for /readyz."""
+        if self._gateway.draining:
+            return "draining"
+        if self._broker_error is not None:
+            return f"broker unavailable: {self._broker_error}"
+        if self._heard_at is None:
+            return "delivery canary not received yet"
+        age = self._clock() - self._heard_at
+        if age > CANARY_MAX_AGE_SECONDS:
+            return f"delivery canary last received {age:.0f} s ago"
+        return None

@@ -1,0 +1,122 @@
+"""A real uvicorn server running the real application, on a free loopback port.
+
+The listening socket is bound and listening before uvicorn starts, so a client may
+connect at once: the kernel queues it until the server accepts, and nothing has to
+poll for readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+import uvicorn
+
+from roomcast import Roomcast, Settings, create_app
+from roomcast.auth.tokens import mint_access_token
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+API_KEY = "test-api-key-0123456789"
+
+
+def test_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "jwt_secret": SECRET,
+        "api_keys": API_KEY,
+        "log_level": "warning",
+        "instance_id": "test-instance",
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    runtime: Roomcast
+    settings: Settings
+
+    def token(self, user: str = "u1", **claims: Any) -> str:
+        return mint_access_token(self.settings.jwt_secret.get_secret_value(), user, **claims)  # type: ignore[union-attr]
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.api_key_list[0]}"}
+
+    async def client(self, user: str = "u1", *, connect: bool = True, **claims: Any) -> Client:
+        c = Client()
+        if connect:
+            await c.connect(self.url, self.token(user, **claims))
+        return c
+
+
+class Client:
+    """A real python-socketio client that records every event it receives, in order."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.log: list[tuple[str, Any]] = []
+        self.disconnected = asyncio.Event()
+        self.sio.on("*", self._on_any)
+        self.sio.on("disconnect", self._on_disconnect)
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self.log.append((event, data))
+        self.events.put_nowait((event, data))
+
+    async def _on_disconnect(self, reason: Any = None) -> None:
+        self.disconnected.set()
+
+    async def connect(self, url: str, token: str | None, **kwargs: Any) -> None:
+        auth = {"token": token} if token is not None else None
+        await self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5, **kwargs)
+
+    async def call(self, event: str, data: Any = None, timeout: float = 5) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    async def next(self, event: str | None = None, timeout: float = 5) -> Any:
+        """The next received event (of this name, skipping others)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                name, data = await self.events.get()
+                if event is None or name == event:
+                    return data if event is not None else (name, data)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    settings: Settings | None = None, **create_kwargs: Any
+) -> AsyncIterator[RunningServer]:
+    settings = settings or test_settings()
+    app = create_app(settings, **create_kwargs)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield RunningServer(f"http://127.0.0.1:{port}", app.roomcast, settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
