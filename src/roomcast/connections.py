@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,9 +18,11 @@ class Connection:
     bucket: TokenBucket
     rooms: set[str] = field(default_factory=set)  # joined, the user room included
     limited_since: float | None = None  # when the current run of refusals began
+    last_refused: float = 0.0
     dropped: int = 0  # refused for rate since the last notice
     last_notice: float = 0.0
     closing: bool = False
+    forgotten: bool = False
 
 
 class ConnectionTable:
@@ -28,8 +31,15 @@ class ConnectionTable:
     def __init__(self) -> None:
         self._by_sid: dict[str, Connection] = {}
         self._by_user: dict[str, set[str]] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no connection is left (a drain waits for this)."""
+        await self._empty.wait()
 
     def add(self, conn: Connection) -> None:
+        self._empty.clear()
         self._by_sid[conn.sid] = conn
         self._by_user.setdefault(conn.identity.user_id, set()).add(conn.sid)
 
@@ -41,6 +51,8 @@ class ConnectionTable:
                 sids.discard(sid)
                 if not sids:
                     del self._by_user[conn.identity.user_id]
+            if not self._by_sid:
+                self._empty.set()
         return conn
 
     def get(self, sid: str) -> Connection | None:

@@ -35,6 +35,9 @@ def test_settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @dataclass
 class RunningServer:
     url: str

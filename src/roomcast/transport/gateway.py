@@ -207,9 +207,13 @@ class SocketGateway:
             self._log.debug("connection.closed", sid=sid, reason=str(reason))
 
     async def _forget(self, conn: Connection) -> None:
-        """Undo everything a connection holds: rooms, presence, leases, counts, timers."""
-        if self.connections.pop(conn.sid) is None:
+        """Undo everything a connection holds: rooms, presence, leases, counts, timers.
+
+        The connection leaves the table last, so an empty table means a clean one.
+        """
+        if conn.forgotten:
             return
+        conn.forgotten = True
         timer = self._expiry_timers.pop(conn.sid, None)
         if timer is not None:
             timer.cancel()
@@ -222,6 +226,7 @@ class SocketGateway:
         finally:
             self._outlet.unbind(conn.sid)
             await self._presence.unregister_connection(conn.identity.user_id, conn.sid)
+            self.connections.pop(conn.sid)
             self._metrics.connections.set(len(self.connections))
 
     def prune(self) -> None:
@@ -270,7 +275,11 @@ class SocketGateway:
             for conn in batch:
                 await self._close(conn.sid, "draining", {"status": "draining"})
             if start + batch_size < len(conns):
-                await asyncio.sleep(pause_seconds)
+                await asyncio.sleep(pause_seconds)  # pacing, so clients spread their reconnects
+        try:
+            await asyncio.wait_for(self.connections.wait_empty(), timeout=10)
+        except TimeoutError:
+            self._log.warning("drain.incomplete", left=len(self.connections))
 
     # events ------------------------------------------------------------------------
 
@@ -278,10 +287,14 @@ class SocketGateway:
         """Charge one event to the connection's bucket; raise RateLimited when empty."""
         now = self._clock()
         if conn.bucket.take():
-            conn.limited_since = None
+            # A run of refusals ends after a quiet second, not at the first event the
+            # refill lets through: a flood at many times the rate is still one run.
+            if conn.limited_since is not None and now - conn.last_refused > 1.0:
+                conn.limited_since = None
             return
         self._metrics.rate_limited.inc()
         conn.dropped += 1
+        conn.last_refused = now
         if conn.limited_since is None:
             conn.limited_since = now
         retry_ms = int(conn.bucket.retry_after() * 1000) + 1

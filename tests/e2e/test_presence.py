@@ -1,0 +1,74 @@
+"""Presence events and snapshots (SPEC section 5)."""
+
+from __future__ import annotations
+
+from tests.support.server import RunningServer
+
+ROOM = "annotation_p1"
+
+
+async def test_presence_announces_first_join_and_last_leave_per_user(server: RunningServer) -> None:
+    watcher = await server.client("w", rooms=[ROOM])
+    ann1 = await server.client("ann", name="Ann", rooms=[ROOM])
+    ann2 = await server.client("ann", name="Ann", rooms=[ROOM])
+    try:
+        await watcher.call("join", {"room": ROOM})
+        ack = await ann1.call("join", {"room": ROOM})
+        assert {m["user_id"] for m in ack["presence"]} == {"w", "ann"}
+        own = await watcher.next("presence")
+        assert own["joined"]["user_id"] == "w" and own["count"] == 1
+        event = await watcher.next("presence")
+        assert event == {
+            "room": ROOM,
+            "joined": {"user_id": "ann", "name": "Ann", "connections": 1},
+            "left": None,
+            "count": 2,
+        }
+        ack2 = await ann2.call("join", {"room": ROOM})
+        ann = next(m for m in ack2["presence"] if m["user_id"] == "ann")
+        assert ann["connections"] == 2
+        await ann1.call("leave", {"room": ROOM})
+        await ann2.call("leave", {"room": ROOM})
+        event = await watcher.next("presence")
+        assert event["joined"] is None and event["left"]["user_id"] == "ann"
+        assert event["count"] == 1
+        presence_events = [d for n, d in watcher.log if n == "presence"]
+        # the watcher's own join, Ann's first join and Ann's last leave: nothing for conn 2
+        assert [(e["joined"] or e["left"])["user_id"] for e in presence_events] == [
+            "w",
+            "ann",
+            "ann",
+        ]
+    finally:
+        for c in (watcher, ann1, ann2):
+            await c.close()
+
+
+async def test_disconnect_counts_as_leaving(server: RunningServer) -> None:
+    watcher = await server.client("w", rooms=[ROOM])
+    bob = await server.client("bob", rooms=[ROOM])
+    try:
+        await watcher.call("join", {"room": ROOM})
+        await bob.call("join", {"room": ROOM})
+        assert (await watcher.next("presence"))["joined"]["user_id"] == "w"
+        assert (await watcher.next("presence"))["joined"]["user_id"] == "bob"
+        await bob.close()
+        left = await watcher.next("presence")
+        assert left["left"]["user_id"] == "bob" and left["count"] == 1
+    finally:
+        await watcher.close()
+        await bob.close()
+
+
+async def test_user_rooms_have_no_presence(server: RunningServer) -> None:
+    a = await server.client("solo")
+    b = await server.client("solo")
+    try:
+        await a.next("connection_status")
+        await b.next("connection_status")
+        ack = await a.call("join", {"room": "user_solo"})
+        assert ack["ok"] and ack["presence"] == []
+        assert not [n for n, _ in a.log if n == "presence"]
+    finally:
+        await a.close()
+        await b.close()
