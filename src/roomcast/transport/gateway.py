@@ -192,7 +192,7 @@ class SocketGateway:
                 "server_time": int(time.time() * 1000),
                 "rooms": sorted(conn.rooms),
                 "limits": {
-                    "events_per_second": settings.rate_limit_per_second,
+                    "events_per_second": _number(settings.rate_limit_per_second),
                     "burst": settings.rate_limit_burst,
                     "max_rooms": settings.max_rooms_per_connection,
                     "max_payload_bytes": settings.max_payload_bytes,
@@ -351,6 +351,10 @@ def _parse(model: type[BaseModel], data: Any) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         raise InvalidPayload(f"{where}: {first['msg']}") from None
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
 
 
 def _error(exc: RoomcastError) -> JSON:
