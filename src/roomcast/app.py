@@ -20,14 +20,13 @@ from .auth.tokens import TokenVerifier
 from .broadcast.fanout import LocalFanout
 from .broadcast.service import EventBroadcastService
 from .brokers.base import Broker
-from .brokers.factory import make_broker
+from .brokers.factory import make_stores
 from .config import Settings
 from .demo import add_demo_routes
 from .errors import RoomcastError
 from .observability.logging import get_logger
 from .observability.metrics import Metrics
 from .presence.base import PresenceStore
-from .presence.memory import MemoryPresenceStore
 from .protocol.events import EventTypes
 from .rooms.names import RoomKinds
 from .rooms.policy import JoinHook
@@ -37,7 +36,7 @@ from .transport.health import Readiness
 from .transport.http_api import build_router
 from .transport.manager import GreetingManager
 from .transport.outlet import EngineIOOutlet
-from .types import JSON, Counters
+from .types import JSON, Counters, PresenceChange
 
 HOUSEKEEPING_SECONDS = 0.5
 
@@ -70,8 +69,12 @@ class Roomcast:
             issuer=settings.jwt_issuer,
             leeway_seconds=settings.jwt_leeway_seconds,
         )
-        self.broker = broker or make_broker(settings)
-        self.presence = presence or MemoryPresenceStore()
+        if broker is None or presence is None:
+            default_broker, default_presence = make_stores(settings)
+            broker = broker or default_broker
+            presence = presence or default_presence
+        self.broker = broker
+        self.presence = presence
         cors: Any = settings.cors_origin_list or None
         if cors == ["*"]:
             cors = "*"
@@ -148,6 +151,10 @@ class Roomcast:
 
     async def start(self) -> None:
         await self.broker.start()
+        try:
+            await self.presence.heartbeat(0)
+        except RoomcastError as exc:
+            self.log.warning("instance.heartbeat_failed", code=exc.code)
         await self.readiness.probe()
         self._tasks = [
             asyncio.create_task(self.gateway.run_closer(), name="roomcast.closer"),
@@ -178,14 +185,26 @@ class Roomcast:
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
+                await self.presence.heartbeat(len(self.gateway.connections))
                 await self.broker.expire_leases()
+                for change in await self.presence.reap_dead():
+                    await self._announce_departure(change)
                 sweep = getattr(self.broker, "sweep", None)
                 if sweep is not None:
                     sweep()
                 self.gateway.prune()
-                await self.readiness.probe()
             except RoomcastError as exc:
-                self.log.warning("housekeeping.failed", code=exc.code)
+                self.log.warning("housekeeping.failed", code=exc.code, error=exc.message)
+            await self.readiness.probe()
+
+    async def _announce_departure(self, change: PresenceChange) -> None:
+        """A reaped user left a room: tell the room, and end that user's leases there."""
+        if change.left is None:
+            return
+        self.log.info("presence.reaped", room=change.room, user=change.left.user_id)
+        await self.broker.publish_transient(change.room, "presence", change.to_wire())
+        if self.kinds.parse(change.room).kind.name == "annotation":
+            await self.broker.release_holder(change.room, change.left.user_id)
 
     async def drain(self, pause_seconds: float = 0.2) -> None:
         await self.gateway.drain(self.settings.drain_batch_size, pause_seconds)

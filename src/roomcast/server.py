@@ -46,7 +46,9 @@ class DrainingServer(uvicorn.Server):
         try:
             await self._runtime.drain(DRAIN_PAUSE_SECONDS)
         finally:
-            super().handle_exit(sig, frame)
+            # Not super().handle_exit: uvicorn would re-raise the captured signal
+            # after shutdown, and a clean drain would end as "killed by SIGTERM".
+            self.should_exit = True
 
 
 async def serve(settings: Settings) -> None:

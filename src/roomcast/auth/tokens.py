@@ -6,6 +6,7 @@ token, so `alg: none` and HS/RS confusion are refused by construction.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +17,7 @@ from ..errors import AuthExpired, AuthInvalid, AuthMissing
 from ..types import Identity
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class TokenVerifier:
@@ -55,7 +57,9 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthExpired("token expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
+            # PyJWTError, not just InvalidTokenError: a token naming the other key
+            # family (ES256 against an RSA key) raises InvalidKeyError.
             raise AuthInvalid(f"invalid token: {exc}") from None
         return claims
 
@@ -67,8 +71,9 @@ class TokenVerifier:
         """
         claims = self._decode(token, ["sub", "exp"])
         sub = claims["sub"]
-        if not isinstance(sub, str) or not sub or len(sub) > 64:
-            raise AuthInvalid("claim sub must be a non-empty string of at most 64 characters")
+        if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
+            # The user's own room is user_{sub}, so sub must be a valid room id.
+            raise AuthInvalid("claim sub must match [A-Za-z0-9_-]{1,64}")
         name = claims.get("name")
         if name is not None and not isinstance(name, str):
             raise AuthInvalid("claim name must be a string")
@@ -94,7 +99,9 @@ def _string_set(claims: dict[str, Any], name: str) -> frozenset[str]:
     value = claims.get(name)
     if value is None:
         return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
         raise AuthInvalid(f"claim {name} must be a list of strings")
     return frozenset(str(v) for v in value)
 

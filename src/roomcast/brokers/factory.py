@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 from ..config import Settings
-from ..errors import RoomcastError
+from ..presence.base import PresenceStore
+from ..presence.memory import MemoryPresenceStore
+from ..presence.redis import RedisPresenceStore
 from .base import Broker
 from .memory import MemoryBroker
+from .redis import RedisBroker
+from .redis_client import connect
 
 
 def make_broker(settings: Settings) -> Broker:
     if settings.uses_redis:
-        raise RoomcastError(
-            "Redis brokers are not available in this version; unset ROOMCAST_REDIS_URL "
-            "and ROOMCAST_REDIS_SENTINELS to run in memory"
+        return RedisBroker(
+            connect(settings),
+            prefix=settings.key_prefix,
+            history_size=settings.history_size,
+            history_ttl_seconds=settings.history_ttl_seconds,
+            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         )
     return MemoryBroker(
         history_size=settings.history_size,
         history_ttl_seconds=settings.history_ttl_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
     )
+
+
+def make_stores(settings: Settings) -> tuple[Broker, PresenceStore]:
+    """The broker and presence store of one server instance (sharing one Redis client)."""
+    if not settings.uses_redis:
+        return make_broker(settings), MemoryPresenceStore(settings.instance_id)
+    client = connect(settings)
+    broker = RedisBroker(
+        client,
+        prefix=settings.key_prefix,
+        history_size=settings.history_size,
+        history_ttl_seconds=settings.history_ttl_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+    )
+    presence = RedisPresenceStore(
+        client, prefix=settings.key_prefix, instance_id=settings.instance_id
+    )
+    return broker, presence

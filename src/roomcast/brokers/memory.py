@@ -193,16 +193,17 @@ class MemoryBroker:
 
     async def unlock(self, room: str, annotation_id: str, user_id: str) -> Publication | None:
         state = self._room(room)
-        lease = active_lease(state.leases.get(annotation_id), self._now_ms())
+        lease = state.leases.get(annotation_id)
         if lease is None:
-            state.leases.pop(annotation_id, None)
             return None
-        if lease.holder.user_id != user_id:
+        live = active_lease(lease, self._now_ms())
+        if live is not None and live.holder.user_id != user_id:
             raise Locked(
                 f"annotation {annotation_id} is locked by another user",
-                holder=lease.holder.to_wire(),
-                expires_at=lease.expires_at,
+                holder=live.holder.to_wire(),
+                expires_at=live.expires_at,
             )
+        # An expired lease not swept yet is released here, and announced like any other.
         del state.leases[annotation_id]
         return self._lock_event(room, state, lease, "released")
 
@@ -214,8 +215,7 @@ class MemoryBroker:
         for annotation_id, lease in list(state.leases.items()):
             if lease.holder.user_id == user_id:
                 del state.leases[annotation_id]
-                if active_lease(lease, self._now_ms()) is not None:
-                    released.append(self._lock_event(room, state, lease, "released"))
+                released.append(self._lock_event(room, state, lease, "released"))
         return released
 
     async def expire_leases(self) -> list[Publication]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..types import Member, PresenceChange
+from ..types import InstanceInfo, Member, PresenceChange
 
 
 class PresenceStore(Protocol):
@@ -35,3 +35,12 @@ class PresenceStore(Protocol):
     async def unregister_connection(self, user_id: str, conn_id: str) -> None: ...
 
     async def user_connections(self, user_id: str) -> int: ...
+
+    async def heartbeat(self, connections: int) -> None:
+        """Say this instance is alive (and how many connections it has)."""
+
+    async def instances(self) -> list[InstanceInfo]:
+        """The instances alive, with their connection counts."""
+
+    async def reap_dead(self) -> list[PresenceChange]:
+        """Remove dead instances' entries; one change for each user who thereby left."""

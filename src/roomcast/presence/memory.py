@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from ..types import Member, PresenceChange
+from ..types import InstanceInfo, Member, PresenceChange
 
 
 @dataclass(slots=True)
@@ -14,7 +15,10 @@ class _Present:
 
 
 class MemoryPresenceStore:
-    def __init__(self) -> None:
+    """The only instance is this one: heartbeats record it, nothing is ever reaped."""
+
+    def __init__(self, instance_id: str = "local") -> None:
+        self._instance = InstanceInfo(instance_id, 0, time.time())
         self._rooms: dict[str, dict[str, _Present]] = {}  # room -> user -> connections
         self._users: dict[str, set[str]] = {}  # user -> connection ids
 
@@ -72,3 +76,12 @@ class MemoryPresenceStore:
     def size(self) -> int:
         """Entries held, for leak checks."""
         return len(self._rooms) + len(self._users)
+
+    async def heartbeat(self, connections: int) -> None:
+        self._instance = InstanceInfo(self._instance.instance_id, connections, time.time())
+
+    async def instances(self) -> list[InstanceInfo]:
+        return [self._instance]
+
+    async def reap_dead(self) -> list[PresenceChange]:
+        return []

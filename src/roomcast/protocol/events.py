@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidPayload, InvalidType
 from ..types import JSON
@@ -65,12 +65,11 @@ class AnnotationUpdate(_Model):
     fencing_token: int | None = Field(default=None, ge=1)
     version: int | None = Field(default=None, description="set by the server")
 
-    @field_validator("annotation")
-    @classmethod
-    def _annotation_required(cls, value: Annotation | None, info: Any) -> Annotation | None:
-        if value is None and info.data.get("action") in ("create", "update"):
+    @model_validator(mode="after")
+    def _annotation_required(self) -> AnnotationUpdate:
+        if self.annotation is None and self.action in ("create", "update"):
             raise ValueError("annotation is required for create and update")
-        return value
+        return self
 
 
 class AnnotationValidated(_Open):

@@ -6,6 +6,7 @@ call, so that the error is `invalid_room` and not a schema error.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,3 +70,21 @@ class BindingBody(_Request):
 
 class DisconnectBody(_Request):
     reason: str | None = Field(default=None, max_length=256)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """Parse JSON as RFC 8259 defines it: NaN and Infinity are refused (ValueError)."""
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of a value's compact UTF-8 JSON, as a client would send it.
+
+    Raises ValueError for values that are not JSON (NaN, infinities, other types).
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return len(text.encode())

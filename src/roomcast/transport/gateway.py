@@ -7,7 +7,6 @@ Socket.IO reply.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +33,14 @@ from ..observability.logging import get_logger
 from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
-from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
+from ..protocol.requests import (
+    ClientPublish,
+    JoinRequest,
+    LeaveRequest,
+    LockRequest,
+    UnlockRequest,
+    json_size,
+)
 from ..rooms.service import RoomService
 from ..types import JSON
 from .outlet import EngineIOOutlet
@@ -333,7 +339,7 @@ class SocketGateway:
 
     def _check_size(self, data: Any) -> None:
         try:
-            size = len(json.dumps(data, separators=(",", ":")).encode())
+            size = json_size(data)
         except (TypeError, ValueError):
             raise InvalidPayload("payload is not JSON") from None
         if size > self._settings.max_payload_bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,15 @@ from ..errors import (
     RoomcastError,
     Unauthorized,
 )
-from ..protocol.requests import BatchBody, BindingBody, DisconnectBody, PublishBody
-from ..types import JSON
+from ..protocol.requests import (
+    BatchBody,
+    BindingBody,
+    DisconnectBody,
+    PublishBody,
+    json_size,
+    loads_strict,
+)
+from ..types import JSON, InstanceInfo
 
 if TYPE_CHECKING:
     from ..app import Roomcast
@@ -32,6 +38,13 @@ MAX_HISTORY_LIMIT = 1000
 
 def _error_response(exc: RoomcastError) -> JSONResponse:
     return JSONResponse({"error": exc.to_wire()}, status_code=exc.http_status)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return loads_strict(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidPayload("body is not valid JSON") from None
 
 
 def _parse(model: type[BaseModel], body: Any) -> Any:
@@ -62,10 +75,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
             raise PayloadTooLarge(
                 f"body is {len(raw)} bytes; the limit is {settings.max_payload_bytes}"
             )
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidPayload("body is not valid JSON") from None
+        return _loads(raw)
 
     @app.exception_handler(RoomcastError)
     async def _on_roomcast_error(request: Request, exc: RoomcastError) -> JSONResponse:
@@ -107,15 +117,11 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         # A batch may be up to 1000 events, each within the per-event limit.
         if len(raw) > settings.max_payload_bytes * 1000:
             raise PayloadTooLarge("batch body too large")
-        try:
-            parsed = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidPayload("body is not valid JSON") from None
-        body: BatchBody = _parse(BatchBody, parsed)
+        body: BatchBody = _parse(BatchBody, _loads(raw))
         results: list[JSON] = []
         for event in body.events:
             try:
-                if len(json.dumps(event)) > settings.max_payload_bytes:
+                if json_size(event) > settings.max_payload_bytes:
                     raise PayloadTooLarge("event larger than max_payload_bytes")
                 one: PublishBody = _parse(PublishBody, event)
                 published = await rc.broadcast.publish(
@@ -175,7 +181,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.post("/users/{user_id}/disconnect")
     async def disconnect_user(user_id: str, request: Request) -> JSON:
         raw = await request.body()
-        body = _parse(DisconnectBody, json.loads(raw) if raw.strip() else {})
+        body = _parse(DisconnectBody, _loads(raw) if raw.strip() else {})
         await rc.broker.publish_control(
             {"kind": "disconnect_user", "user_id": user_id, "reason": body.reason or "api"}
         )
@@ -185,6 +191,15 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     async def stats() -> JSON:
         instance_id = settings.instance_id
         connections = len(rc.gateway.connections)
+        # Heartbeats carry other instances' counts; this one's is read live.
+        alive = [
+            InstanceInfo(i.instance_id, connections, time.time())
+            if i.instance_id == instance_id
+            else i
+            for i in await rc.presence.instances()
+        ]
+        if not any(i.instance_id == instance_id for i in alive):
+            alive.append(InstanceInfo(instance_id, connections, time.time()))
         return {
             "instance": {
                 "instance_id": instance_id,
@@ -195,14 +210,15 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
                 "started_at": started_at,
             },
             "cluster": {
-                "instances_alive": 1,
-                "connections": connections,
+                "instances_alive": len(alive),
+                "connections": sum(i.connections for i in alive),
                 "instances": [
                     {
-                        "instance_id": instance_id,
-                        "connections": connections,
-                        "last_seen": int(time.time() * 1000),
+                        "instance_id": i.instance_id,
+                        "connections": i.connections,
+                        "last_seen": int(i.last_seen * 1000),
                     }
+                    for i in alive
                 ],
             },
         }

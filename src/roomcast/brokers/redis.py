@@ -1,0 +1,377 @@
+"""RedisBroker: the Broker role over Redis, for any number of instances.
+
+Each room operation is one Lua script (sequence.lua + the operation), so
+idempotency, guards, sequencing, history and PUBLISH happen in one atomic step.
+One pub/sub connection per instance listens to the control channel and to the
+channel of each room with a local member; a listener task reads it, and after a
+reconnect it resubscribes at once and fills any gap from history, so local
+members see every publication exactly once, in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable
+from importlib.resources import files
+from typing import Any, TypeVar
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+from ..errors import BrokerUnavailable, Conflict, Locked
+from ..history.recovery import decide
+from ..ids import new_epoch, new_event_id
+from ..observability.logging import get_logger
+from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome
+from .redis_keys import KeyLayout
+
+T = TypeVar("T")
+OPERATION_TIMEOUT = 3.0
+RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+BINDING_TTL_SECONDS = 30 * 86400
+
+
+def _script(name: str) -> str:
+    lua = files("roomcast.brokers").joinpath("lua")
+    return lua.joinpath("sequence.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        history_size: int,
+        history_ttl_seconds: int,
+        idempotency_ttl_seconds: int = 600,
+    ) -> None:
+        # redis-py's return types are unions of bytes and str whatever the decoding;
+        # with decode_responses=True every reply here is str, so the client is Any.
+        self._redis: Any = client
+        self.keys = KeyLayout(prefix)
+        self._history_size = history_size
+        self._ttl = history_ttl_seconds
+        self._idem_ttl = idempotency_ttl_seconds
+        self._publish: AsyncScript = client.register_script(_script("publish.lua"))
+        self._lease: AsyncScript = client.register_script(_script("lease.lua"))
+        self._position: AsyncScript = client.register_script(_script("position.lua"))
+        self._history: AsyncScript = client.register_script(_script("history.lua"))
+        self._sink: BrokerSink | None = None
+        self._rooms: set[str] = set()  # rooms this instance listens to
+        self._last: dict[str, tuple[str, int]] = {}  # room -> last (epoch, seq) delivered
+        self._pubsub: Any = None
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._log = get_logger(component="broker")
+        self.reconnects = 0
+
+    # lifecycle ---------------------------------------------------------------------
+
+    def attach(self, sink: BrokerSink) -> None:
+        self._sink = sink
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="roomcast.broker.listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), OPERATION_TIMEOUT)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping())
+
+    # calls -------------------------------------------------------------------------
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Await a Redis call with a deadline; any failure to reach Redis is BrokerUnavailable."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                return await awaitable
+        except TimeoutError:
+            raise BrokerUnavailable("Redis did not answer in time") from None
+        except ResponseError as exc:
+            if str(exc).startswith(("READONLY", "LOADING", "MASTERDOWN")):
+                raise BrokerUnavailable(f"Redis is not writable: {exc}") from None
+            raise
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {exc}") from None
+
+    def _room_keys(self, room: str) -> list[str]:
+        k = self.keys.room(room)
+        return [k.meta, k.hist, k.channel]
+
+    def _prelude(self) -> list[Any]:
+        return [new_epoch(), int(time.time() * 1000), self._history_size, self._ttl]
+
+    # publishing --------------------------------------------------------------------
+
+    async def publish(self, command: PublishCommand) -> PublishOutcome:
+        k = self.keys.room(command.room)
+        write = command.write
+        idem_key = k.idem_prefix + command.idempotency_key if command.idempotency_key else ""
+        args = [
+            *self._prelude(),
+            new_event_id(),
+            command.type,
+            command.room,
+            json.dumps(command.actor, separators=(",", ":")),
+            json.dumps(command.client_event_id),
+            json.dumps(command.data, separators=(",", ":")),
+            self._idem_ttl if command.idempotency_key else 0,
+            1 if write else 0,
+            write.annotation_id if write else "",
+            write.action if write else "",
+            "" if write is None or write.base_version is None else write.base_version,
+            write.user_id if write else "",
+            "" if write is None or write.fencing_token is None else write.fencing_token,
+        ]
+        keys = [*self._room_keys(command.room), k.versions, k.leases, idem_key or k.meta]
+        result = await self._call(self._publish(keys=keys, args=args))
+        status = int(result[0])
+        if status == 2:
+            raise _guard_error(result[1], result[2], write.annotation_id if write else "")
+        publication = Publication.from_envelope(json.loads(result[1]))
+        return PublishOutcome(publication, duplicate=status == 1)
+
+    async def position(self, room: str) -> StreamPosition:
+        epoch, seq = await self._call(
+            self._position(keys=self._room_keys(room), args=self._prelude())
+        )
+        return StreamPosition(epoch, int(seq))
+
+    async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
+        result = await self._call(
+            self._history(keys=self._room_keys(room), args=[*self._prelude(), since_seq, limit])
+        )
+        epoch, head, oldest = result[0], int(result[1]), int(result[2])
+        events = tuple(Publication.from_envelope(json.loads(e)) for e in result[3:])
+        if since_seq >= head:
+            return HistoryPage(epoch, head, (), complete=True)
+        recovery = decide(StreamPosition(epoch, since_seq), epoch, oldest, head)
+        return HistoryPage(epoch, head, events, complete=recovery.recovered)
+
+    async def publish_transient(self, room: str, event: str, data: JSON) -> None:
+        payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
+        await self._call(self._redis.publish(self.keys.room(room).channel, payload))
+
+    async def publish_control(self, message: JSON) -> None:
+        await self._call(self._redis.publish(self.keys.control, json.dumps(message)))
+
+    # leases ------------------------------------------------------------------------
+
+    async def _lease_call(
+        self, room: str, mode: str, annotation_id: str, holder: Member | None, user: str, ttl: int
+    ) -> list[Any]:
+        k = self.keys.room(room)
+        args = [
+            *self._prelude(),
+            new_event_id(),
+            room,
+            mode,
+            annotation_id,
+            json.dumps(holder.to_wire() if holder else {}),
+            user,
+            ttl,
+        ]
+        result: list[Any] = await self._call(
+            self._lease(keys=[*self._room_keys(room), k.leases], args=args)
+        )
+        if int(result[0]) == 2:
+            raise _guard_error(result[1], result[2], annotation_id)
+        return result
+
+    async def lock(self, room: str, annotation_id: str, holder: Member, ttl_ms: int) -> LockOutcome:
+        result = await self._lease_call(room, "lock", annotation_id, holder, holder.user_id, ttl_ms)
+        lease = _lease(room, json.loads(result[1]))
+        await self._call(
+            self._redis.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
+        )
+        publication = Publication.from_envelope(json.loads(result[2]))
+        return LockOutcome(lease, publication)
+
+    async def unlock(self, room: str, annotation_id: str, user_id: str) -> Publication | None:
+        result = await self._lease_call(room, "unlock", annotation_id, None, user_id, 0)
+        released = [Publication.from_envelope(json.loads(e)) for e in result[1:]]
+        return released[0] if released else None
+
+    async def release_holder(self, room: str, user_id: str) -> list[Publication]:
+        result = await self._lease_call(room, "release_holder", "", None, user_id, 0)
+        return [Publication.from_envelope(json.loads(e)) for e in result[1:]]
+
+    async def expire_leases(self) -> list[Publication]:
+        now = int(time.time() * 1000)
+        due = await self._call(
+            self._redis.zrangebyscore(self.keys.lease_expiry, "-inf", now, start=0, num=200)
+        )
+        released: list[Publication] = []
+        for room in {member.split(" ", 1)[0] for member in due}:
+            result = await self._lease_call(room, "expire", "", None, "", 0)
+            released.extend(Publication.from_envelope(json.loads(e)) for e in result[1:])
+        if due:
+            await self._call(self._redis.zrem(self.keys.lease_expiry, *due))
+        return released
+
+    async def leases(self, room: str) -> list[Lease]:
+        raw = await self._call(self._redis.hgetall(self.keys.room(room).leases))
+        now = int(time.time() * 1000)
+        leases = [_lease(room, json.loads(v)) for v in raw.values()]
+        return sorted(
+            (lease for lease in leases if lease.expires_at > now),
+            key=lambda lease: lease.annotation_id,
+        )
+
+    # bindings ------------------------------------------------------------------------
+
+    async def bind(self, room: str, project_id: str) -> None:
+        key = self.keys.room(room).bind
+        await self._call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
+
+    async def binding(self, room: str) -> str | None:
+        value: str | None = await self._call(self._redis.get(self.keys.room(room).bind))
+        return value
+
+    # subscriptions -------------------------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        self._rooms.add(room)
+        channel = self.keys.room(room).channel
+        if self._pubsub is None:
+            raise BrokerUnavailable("not connected to Redis pub/sub")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirm[channel] = future
+        try:
+            await self._call(self._pubsub.subscribe(channel))
+            await self._call(asyncio.shield(future))
+        except BrokerUnavailable:
+            self._rooms.discard(room)
+            raise
+        finally:
+            self._confirm.pop(channel, None)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._rooms.discard(room)
+        self._last.pop(room, None)
+        if self._pubsub is not None:
+            with contextlib.suppress(BrokerUnavailable):
+                await self._call(self._pubsub.unsubscribe(self.keys.room(room).channel))
+
+    async def _listen(self) -> None:
+        """Read pub/sub for the instance's lifetime, reconnecting promptly."""
+        failures = 0
+        while True:
+            try:
+                async with self._session() as pubsub:
+                    failures = 0
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            self._dispatch(message)
+            except (RedisError, OSError) as exc:
+                self._connected.clear()
+                delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
+                failures += 1
+                self._log.warning("broker.listener_lost", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self.keys.control)
+            for room in list(self._rooms):
+                await pubsub.subscribe(self.keys.room(room).channel)
+            self._pubsub = pubsub
+            self._connected.set()
+            if self.reconnects or self._rooms:
+                await self._catch_up()
+            self.reconnects += 1
+            self._log.info("broker.subscribed", rooms=len(self._rooms))
+            yield pubsub
+        finally:
+            self._pubsub = None
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def _catch_up(self) -> None:
+        """Deliver what was published while pub/sub was down, from history."""
+        for room, (epoch, seq) in list(self._last.items()):
+            try:
+                page = await self.history(room, seq, self._history_size)
+            except BrokerUnavailable:
+                continue
+            if page.epoch == epoch:
+                for publication in page.events:
+                    self._deliver(publication)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel", "")
+        if kind == "subscribe":
+            future = self._confirm.get(channel)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message" or self._sink is None:
+            return
+        data: str = message["data"]
+        if channel == self.keys.control:
+            self._sink.on_control(json.loads(data))
+            return
+        room = self.keys.room_of_channel(channel)
+        if room is None or room not in self._rooms:
+            return
+        if data[0] == "p":
+            self._deliver(Publication.from_envelope(json.loads(data[1:])))
+        elif data[0] == "t":
+            transient = json.loads(data[1:])
+            self._sink.on_transient(room, transient["event"], transient["data"])
+
+    def _deliver(self, publication: Publication) -> None:
+        last = self._last.get(publication.room)
+        if last is not None and last[0] == publication.epoch and publication.seq <= last[1]:
+            return  # already delivered (a catch-up overlapping live delivery)
+        self._last[publication.room] = (publication.epoch, publication.seq)
+        if self._sink is not None:
+            self._sink.on_publication(publication)
+
+
+def _lease(room: str, raw: JSON) -> Lease:
+    holder = raw["holder"]
+    return Lease(
+        room=room,
+        annotation_id=raw["annotation_id"],
+        holder=Member(holder["user_id"], holder.get("name"), int(holder.get("connections", 1))),
+        fencing_token=int(raw["fencing_token"]),
+        expires_at=int(raw["expires_at"]),
+    )
+
+
+def _guard_error(code: str, details: str, annotation_id: str) -> Exception:
+    if code.startswith("conflict"):
+        current = int(details)
+        message = {
+            "conflict_exists": f"annotation {annotation_id} already exists",
+            "conflict_missing": f"annotation {annotation_id} does not exist",
+        }.get(code, f"base_version is not the current version {current}")
+        return Conflict(message, current_version=current)
+    info = json.loads(details) if details else {}
+    if not isinstance(info, dict):
+        info = {}
+    message = (
+        f"fencing token is no longer valid for {annotation_id}"
+        if code == "locked_fencing"
+        else f"annotation {annotation_id} is locked by another user"
+    )
+    return Locked(message, holder=info.get("holder"), expires_at=info.get("expires_at"))

@@ -1,0 +1,198 @@
+"""RedisPresenceStore: presence, per-user connection counts and the instance
+registry, shared by every instance.
+
+Entries are owned by instances: connection ids are "<instance>|<sid>", and each
+instance keeps sets of the rooms and users it has entries for. An instance that
+stops heartbeating is declared dead after DEAD_AFTER seconds and any survivor
+reaps its entries; every key also has a TTL, refreshed while in use, so nothing
+outlives a whole cluster's death.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+
+from ..brokers.redis_keys import KeyLayout
+from ..errors import BrokerUnavailable
+from ..types import InstanceInfo, Member, PresenceChange
+from . import lua_presence
+
+T = TypeVar("T")
+DEAD_AFTER_SECONDS = 10.0
+ENTRY_TTL_SECONDS = 3600
+OPERATION_TIMEOUT = 3.0
+
+
+class RedisPresenceStore:
+    def __init__(self, client: Any, *, prefix: str, instance_id: str) -> None:
+        # redis-py's return types are unions of bytes and str whatever the decoding;
+        # with decode_responses=True every reply here is str, so the client is Any.
+        self._redis: Any = client
+        self.keys = KeyLayout(prefix)
+        self._instance = instance_id
+        self._add = client.register_script(lua_presence.ADD)
+        self._remove = client.register_script(lua_presence.REMOVE)
+        self._reap_room = client.register_script(lua_presence.REAP_ROOM)
+        self._register = client.register_script(lua_presence.REGISTER)
+        self._reap_user = client.register_script(lua_presence.REAP_USER)
+        self._local_rooms: dict[str, int] = {}  # room -> this instance's entries there
+        self._local_users: dict[str, int] = {}  # user -> this instance's connections
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                return await awaitable
+        except TimeoutError:
+            raise BrokerUnavailable("Redis did not answer in time") from None
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {exc}") from None
+
+    def _conn(self, conn_id: str) -> str:
+        return f"{self._instance}|{conn_id}"
+
+    def _room_keys(self, room: str) -> list[str]:
+        k = self.keys.room(room)
+        return [k.pconn, k.pusers, k.pnames]
+
+    # presence ------------------------------------------------------------------------
+
+    async def add(self, room: str, user_id: str, name: str | None, conn_id: str) -> PresenceChange:
+        first, connections, count = await self._call(
+            self._add(
+                keys=self._room_keys(room),
+                args=[self._conn(conn_id), user_id, name or "", ENTRY_TTL_SECONDS],
+            )
+        )
+        if self._local_rooms.get(room, 0) == 0:
+            rooms_key = self.keys.instance_rooms(self._instance)
+            await self._call(self._redis.sadd(rooms_key, room))
+        self._local_rooms[room] = self._local_rooms.get(room, 0) + 1
+        member = Member(user_id, name, int(connections))
+        return PresenceChange(room, member if int(first) else None, None, int(count))
+
+    async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
+        left_flag, name, count = await self._call(
+            self._remove(keys=self._room_keys(room), args=[self._conn(conn_id), user_id])
+        )
+        remaining = self._local_rooms.get(room, 0) - 1
+        if remaining > 0:
+            self._local_rooms[room] = remaining
+        else:
+            self._local_rooms.pop(room, None)
+        left = Member(user_id, name or None, 0) if int(left_flag) else None
+        return PresenceChange(room, None, left, int(count))
+
+    async def members(self, room: str) -> list[Member]:
+        k = self.keys.room(room)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k.pusers)
+            pipe.hgetall(k.pnames)
+            counts, names = await self._call(pipe.execute())
+        return [
+            Member(user, names.get(user) or None, int(n))
+            for user, n in sorted(counts.items())
+            if int(n) > 0
+        ]
+
+    async def member(self, room: str, user_id: str) -> Member | None:
+        k = self.keys.room(room)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(k.pusers, user_id)
+            pipe.hget(k.pnames, user_id)
+            n, name = await self._call(pipe.execute())
+        return Member(user_id, name or None, int(n)) if n and int(n) > 0 else None
+
+    # connection registry ---------------------------------------------------------------
+
+    async def register_connection(self, user_id: str, conn_id: str, limit: int) -> bool:
+        ok = await self._call(
+            self._register(
+                keys=[self.keys.user_conns(user_id)],
+                args=[self._conn(conn_id), limit, self._instance, ENTRY_TTL_SECONDS],
+            )
+        )
+        if not int(ok):
+            return False
+        if self._local_users.get(user_id, 0) == 0:
+            await self._call(self._redis.sadd(self.keys.instance_users(self._instance), user_id))
+        self._local_users[user_id] = self._local_users.get(user_id, 0) + 1
+        return True
+
+    async def unregister_connection(self, user_id: str, conn_id: str) -> None:
+        await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
+        remaining = self._local_users.get(user_id, 0) - 1
+        if remaining > 0:
+            self._local_users[user_id] = remaining
+        else:
+            self._local_users.pop(user_id, None)
+
+    async def user_connections(self, user_id: str) -> int:
+        n: int = await self._call(self._redis.hlen(self.keys.user_conns(user_id)))
+        return n
+
+    # instances -------------------------------------------------------------------------
+
+    async def heartbeat(self, connections: int) -> None:
+        """Say this instance is alive, and keep its keys' TTLs fresh."""
+        now = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.instances, {self._instance: now})
+            pipe.expire(self.keys.instances, ENTRY_TTL_SECONDS)
+            pipe.hset(f"{self.keys.instances}:conns", self._instance, connections)
+            pipe.expire(f"{self.keys.instances}:conns", ENTRY_TTL_SECONDS)
+            for key in (
+                self.keys.instance_rooms(self._instance),
+                self.keys.instance_users(self._instance),
+            ):
+                pipe.expire(key, ENTRY_TTL_SECONDS)
+            await self._call(pipe.execute())
+
+    async def instances(self) -> list[InstanceInfo]:
+        cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self.keys.instances, cutoff, "+inf", withscores=True)
+            pipe.hgetall(f"{self.keys.instances}:conns")
+            alive, conns = await self._call(pipe.execute())
+        return [
+            InstanceInfo(instance_id, int(conns.get(instance_id, 0)), score / 1000)
+            for instance_id, score in alive
+        ]
+
+    async def reap_dead(self) -> list[PresenceChange]:
+        """Remove the entries of instances that stopped heartbeating.
+
+        Returns a presence change for each user that thereby left a room. Of
+        several instances reaping at once, each dead instance is claimed by one.
+        """
+        cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
+        dead = await self._call(self._redis.zrangebyscore(self.keys.instances, "-inf", cutoff))
+        changes: list[PresenceChange] = []
+        for instance_id in dead:
+            claim = f"{self.keys.instances}:reaping:{instance_id}"
+            if not await self._call(self._redis.set(claim, self._instance, nx=True, ex=30)):
+                continue
+            prefix = f"{instance_id}|"
+            rooms_key = self.keys.instance_rooms(instance_id)
+            for room in await self._call(self._redis.smembers(rooms_key)):
+                out = await self._call(self._reap_room(keys=self._room_keys(room), args=[prefix]))
+                count = int(out[0])
+                for i in range(1, len(out), 2):
+                    left = Member(out[i], out[i + 1] or None, 0)
+                    changes.append(PresenceChange(room, None, left, count))
+            users_key = self.keys.instance_users(instance_id)
+            for user in await self._call(self._redis.smembers(users_key)):
+                await self._call(self._reap_user(keys=[self.keys.user_conns(user)], args=[prefix]))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.delete(rooms_key, users_key)
+                pipe.zrem(self.keys.instances, instance_id)
+                pipe.hdel(f"{self.keys.instances}:conns", instance_id)
+                await self._call(pipe.execute())
+        return changes
+
+    def size(self) -> int:
+        return len(self._local_rooms) + len(self._local_users)

@@ -1,0 +1,362 @@
+"""Access and room token verification (SPEC section 3)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from roomcast.auth.tokens import TokenVerifier, mint_access_token, mint_room_token
+from roomcast.errors import AuthExpired, AuthInvalid, AuthMissing
+
+SECRET = "unit-test-secret-0123456789abcdef-0123456789abcdef"
+OTHER_SECRET = "another-secret-0123456789abcdef-0123456789abcdefgh"
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64json(value: object) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"sub": "u1", "exp": int(time.time()) + 600}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def hs256(payload: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def hand_made_hs256(payload: dict[str, Any], key: bytes) -> str:
+    """An HS256 token built without PyJWT (which refuses a PEM as an HMAC key)."""
+    signing_input = f"{b64json({'alg': 'HS256', 'typ': 'JWT'})}.{b64json(payload)}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def verifier() -> TokenVerifier:
+    return TokenVerifier(secret=SECRET)
+
+
+# valid tokens --------------------------------------------------------------------------
+
+
+def test_hs256_access_token(verifier: TokenVerifier) -> None:
+    exp = int(time.time()) + 600
+    token = hs256(
+        claims(
+            exp=exp,
+            name="Ann",
+            projects=["p1", "p2"],
+            rooms=["annotation_a1"],
+            roles=["admin"],
+        )
+    )
+    identity = verifier.verify_access(token)
+    assert identity.user_id == "u1"
+    assert identity.name == "Ann"
+    assert identity.projects == frozenset({"p1", "p2"})
+    assert identity.rooms == frozenset({"annotation_a1"})
+    assert identity.roles == frozenset({"admin"})
+    assert identity.is_admin is True
+    assert identity.expires_at == float(exp)
+
+
+def test_optional_claims_default_to_empty(verifier: TokenVerifier) -> None:
+    identity = verifier.verify_access(hs256(claims()))
+    assert identity.name is None
+    assert identity.projects == frozenset()
+    assert identity.rooms == frozenset()
+    assert identity.roles == frozenset()
+    assert identity.is_admin is False
+
+
+def test_integer_project_ids_become_strings(verifier: TokenVerifier) -> None:
+    assert verifier.verify_access(hs256(claims(projects=[7, "p8"]))).projects == {"7", "p8"}
+
+
+def test_minted_token_verifies(verifier: TokenVerifier) -> None:
+    token = mint_access_token(SECRET, "u9", name="Zed", projects=["p1"], roles=["viewer"])
+    identity = verifier.verify_access(token)
+    assert (identity.user_id, identity.name, identity.projects, identity.roles) == (
+        "u9",
+        "Zed",
+        frozenset({"p1"}),
+        frozenset({"viewer"}),
+    )
+
+
+def test_rs256_with_public_key(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    token = jwt.encode(claims(sub="rs-user"), rsa_key, algorithm="RS256")
+    assert verifier.verify_access(token).user_id == "rs-user"
+
+
+def test_es256_with_public_key(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    verifier = TokenVerifier(public_key=public_pem(ec_key))
+    token = jwt.encode(claims(sub="es-user"), ec_key, algorithm="ES256")
+    assert verifier.verify_access(token).user_id == "es-user"
+
+
+def test_rs256_signed_by_another_key_is_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(jwt.encode(claims(), other, algorithm="RS256"))
+
+
+def test_a_key_is_required() -> None:
+    with pytest.raises(ValueError):
+        TokenVerifier()
+    with pytest.raises(ValueError):
+        TokenVerifier(secret="", public_key="")
+
+
+# refused tokens -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_missing_token(verifier: TokenVerifier, token: object) -> None:
+    with pytest.raises(AuthMissing) as info:
+        verifier.verify_access(token)
+    assert info.value.code == "auth_missing"
+
+
+@pytest.mark.parametrize("token", [123, b"abc", ["x"], {"token": "x"}])
+def test_non_string_token(verifier: TokenVerifier, token: object) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(token)
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "a.b", "..", "Bearer x.y.z"])
+def test_malformed_token(verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(token)
+    assert info.value.code == "auth_invalid"
+
+
+@pytest.mark.parametrize("signature", ["", "c2lnbmF0dXJl"])
+def test_alg_none_is_refused(verifier: TokenVerifier, signature: str) -> None:
+    token = f"{b64json({'alg': 'none', 'typ': 'JWT'})}.{b64json(claims())}.{signature}"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(token)
+
+
+def test_alg_none_is_refused_with_a_public_key(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    token = f"{b64json({'alg': 'none'})}.{b64json(claims())}."
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(token)
+
+
+def test_hs256_signed_with_the_public_key_is_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = public_pem(rsa_key)
+    verifier = TokenVerifier(public_key=pem)
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hand_made_hs256(claims(), pem.encode()))
+
+
+def test_hand_made_hs256_is_accepted_with_the_right_secret(verifier: TokenVerifier) -> None:
+    # The forging helper itself is sound: the refusal above is the algorithm's, not the helper's.
+    assert verifier.verify_access(hand_made_hs256(claims(), SECRET.encode())).user_id == "u1"
+
+
+def test_rs256_token_when_a_secret_is_configured(
+    verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+
+
+def test_es256_token_when_an_rsa_key_is_configured(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(jwt.encode(claims(), ec_key, algorithm="ES256"))
+
+
+def test_rs256_token_when_an_ec_key_is_configured(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    verifier = TokenVerifier(public_key=public_pem(ec_key))
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+
+
+def test_room_token_of_the_wrong_key_family_is_just_invalid(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    token = jwt.encode(claims(room="annotation_a1"), ec_key, algorithm="ES256")
+    assert verifier.is_room_token_valid(token, "u1", "annotation_a1") is False
+
+
+def test_bad_signature(verifier: TokenVerifier) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(), OTHER_SECRET))
+
+
+def test_tampered_payload(verifier: TokenVerifier) -> None:
+    header, _, signature = hs256(claims()).split(".")
+    forged = f"{header}.{b64json(claims(roles=['admin']))}.{signature}"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(forged)
+
+
+@pytest.mark.parametrize("missing", ["sub", "exp"])
+def test_required_claim_missing(verifier: TokenVerifier, missing: str) -> None:
+    payload = claims()
+    del payload[missing]
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(payload))
+    assert missing in info.value.message
+
+
+def test_expired(verifier: TokenVerifier) -> None:
+    with pytest.raises(AuthExpired) as info:
+        verifier.verify_access(hs256(claims(exp=int(time.time()) - 5)))
+    assert info.value.code == "auth_expired"
+
+
+def test_leeway_accepts_a_slightly_expired_token() -> None:
+    token = hs256(claims(exp=int(time.time()) - 5))
+    assert TokenVerifier(secret=SECRET, leeway_seconds=60).verify_access(token).user_id == "u1"
+    with pytest.raises(AuthExpired):
+        TokenVerifier(secret=SECRET, leeway_seconds=1).verify_access(token)
+
+
+def test_non_numeric_exp(verifier: TokenVerifier) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(exp="tomorrow")))
+
+
+@pytest.mark.parametrize("sub", [42, ["u1"], {"id": "u1"}, "", "x" * 65, True])
+def test_ill_typed_sub(verifier: TokenVerifier, sub: object) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(sub=sub)))
+
+
+@pytest.mark.parametrize("claim", ["projects", "rooms", "roles"])
+@pytest.mark.parametrize("value", ["p1", {"p1": True}, 7, [["p1"]], [None], [{"id": "p1"}]])
+def test_list_claims_must_be_lists_of_strings(
+    verifier: TokenVerifier, claim: str, value: object
+) -> None:
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims(**{claim: value})))
+    assert claim in info.value.message
+
+
+def test_name_must_be_a_string(verifier: TokenVerifier) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(name=["Ann"])))
+
+
+# audience and issuer --------------------------------------------------------------------
+
+
+def test_audience_checked_when_configured() -> None:
+    verifier = TokenVerifier(secret=SECRET, audience="roomcast")
+    assert verifier.verify_access(hs256(claims(aud="roomcast"))).user_id == "u1"
+    assert verifier.verify_access(hs256(claims(aud=["other", "roomcast"]))).user_id == "u1"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(aud="other")))
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims()))
+
+
+def test_audience_ignored_when_not_configured(verifier: TokenVerifier) -> None:
+    assert verifier.verify_access(hs256(claims(aud="anything"))).user_id == "u1"
+
+
+def test_issuer_checked_when_configured() -> None:
+    verifier = TokenVerifier(secret=SECRET, issuer="https://platform")
+    assert verifier.verify_access(hs256(claims(iss="https://platform"))).user_id == "u1"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(iss="https://evil")))
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims()))
+
+
+def test_minted_token_with_audience_and_issuer() -> None:
+    verifier = TokenVerifier(secret=SECRET, audience="rc", issuer="plat")
+    token = mint_access_token(SECRET, "u1", audience="rc", issuer="plat")
+    assert verifier.verify_access(token).user_id == "u1"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(mint_access_token(SECRET, "u1", audience="rc"))
+
+
+# room tokens ------------------------------------------------------------------------------
+
+
+def test_room_token_valid_for_same_user_and_room(verifier: TokenVerifier) -> None:
+    token = mint_room_token(SECRET, "u1", "annotation_a1")
+    assert verifier.is_room_token_valid(token, "u1", "annotation_a1") is True
+
+
+@pytest.mark.parametrize(
+    ("user", "room"),
+    [("u2", "annotation_a1"), ("u1", "annotation_a2"), ("u1", "annotation_a1x")],
+)
+def test_room_token_refused_for_another_user_or_room(
+    verifier: TokenVerifier, user: str, room: str
+) -> None:
+    token = mint_room_token(SECRET, "u1", "annotation_a1")
+    assert verifier.is_room_token_valid(token, user, room) is False
+
+
+def test_room_token_needs_a_room_claim(verifier: TokenVerifier) -> None:
+    # An access token is not a room token.
+    assert verifier.is_room_token_valid(hs256(claims()), "u1", "annotation_a1") is False
+
+
+def test_room_token_expired_or_badly_signed(verifier: TokenVerifier) -> None:
+    expired = hs256(claims(room="annotation_a1", exp=int(time.time()) - 5))
+    forged = mint_room_token(OTHER_SECRET, "u1", "annotation_a1")
+    assert verifier.is_room_token_valid(expired, "u1", "annotation_a1") is False
+    assert verifier.is_room_token_valid(forged, "u1", "annotation_a1") is False
+    assert verifier.is_room_token_valid("", "u1", "annotation_a1") is False
+    assert verifier.is_room_token_valid("junk", "u1", "annotation_a1") is False
+
+
+def test_room_token_alg_none(verifier: TokenVerifier) -> None:
+    token = f"{b64json({'alg': 'none'})}.{b64json(claims(room='annotation_a1'))}."
+    assert verifier.is_room_token_valid(token, "u1", "annotation_a1") is False
+
+
+def test_room_token_signed_with_rs256(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(public_key=public_pem(rsa_key))
+    token = jwt.encode(claims(room="project_p1"), rsa_key, algorithm="RS256")
+    assert verifier.is_room_token_valid(token, "u1", "project_p1") is True
+    assert verifier.is_room_token_valid(token, "u1", "project_p2") is False
