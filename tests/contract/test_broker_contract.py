@@ -1,0 +1,176 @@
+"""The Broker contract (brokers/base.py), over memory and Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from roomcast.annotations.rules import AnnotationWrite
+from roomcast.brokers.base import PublishCommand
+from roomcast.errors import Conflict, Locked
+from roomcast.types import Member
+
+ROOM = "project_c"
+DATA = {"total": 1, "completed": 0, "percent": 0.0}
+
+
+def cmd(room: str = ROOM, **kwargs: Any) -> PublishCommand:
+    return PublishCommand(room=room, type="project_progress_update", data=DATA, **kwargs)
+
+
+def write(action: str, base: int | None = None, user: str = "u1", **kw: Any) -> PublishCommand:
+    guard = AnnotationWrite("a1", action, base, user, **kw)
+    return PublishCommand(
+        room="annotation_c", type="annotation_update", data={"action": action}, write=guard
+    )
+
+
+async def test_publish_sequences_stores_and_delivers_in_order(make_broker: Any) -> None:
+    broker, sink = await make_broker()
+    await broker.subscribe(ROOM)
+    position = await broker.position(ROOM)
+    assert position.seq == 0 and position.epoch
+    outcomes = [await broker.publish(cmd()) for _ in range(5)]
+    assert [o.publication.seq for o in outcomes] == [1, 2, 3, 4, 5]
+    assert {o.publication.epoch for o in outcomes} == {position.epoch}
+    await sink.wait_for(lambda s: len(s.seqs(ROOM)) == 5)
+    assert sink.seqs(ROOM) == [1, 2, 3, 4, 5]
+    assert sink.publications[0] == outcomes[0].publication
+    page = await broker.history(ROOM, 2, 10)
+    assert [p.seq for p in page.events] == [3, 4, 5] and page.head == 5 and page.complete
+
+
+async def test_position_is_stable_until_the_first_event(make_broker: Any) -> None:
+    broker, _ = await make_broker()
+    first = await broker.position("project_new")
+    again = await broker.position("project_new")
+    assert first == again
+    published = (await broker.publish(cmd("project_new"))).publication
+    assert (published.epoch, published.seq) == (first.epoch, 1)
+
+
+async def test_idempotency_key_returns_first_outcome_and_delivers_once(make_broker: Any) -> None:
+    broker, sink = await make_broker()
+    await broker.subscribe(ROOM)
+    first = await broker.publish(cmd(idempotency_key="k1"))
+    second = await broker.publish(cmd(idempotency_key="k1"))
+    assert not first.duplicate and second.duplicate
+    assert second.publication == first.publication
+    other = await broker.publish(cmd(idempotency_key="k2"))
+    assert other.publication.seq == 2
+    await sink.wait_for(lambda s: 2 in s.seqs(ROOM))
+    assert sink.seqs(ROOM) == [1, 2]
+
+
+async def test_history_is_bounded_and_reports_incomplete(make_broker: Any) -> None:
+    broker, _ = await make_broker(history_size=3)
+    for _ in range(6):
+        await broker.publish(cmd())
+    page = await broker.history(ROOM, 0, 100)
+    assert page.complete is False and page.head == 6
+    kept = await broker.history(ROOM, 3, 100)
+    assert kept.complete and [p.seq for p in kept.events] == [4, 5, 6]
+    paged = await broker.history(ROOM, 3, 2)
+    assert [p.seq for p in paged.events] == [4, 5]
+    assert (await broker.history(ROOM, 6, 10)).events == ()
+
+
+async def test_only_subscribed_rooms_are_delivered(make_broker: Any) -> None:
+    broker, sink = await make_broker()
+    await broker.subscribe("project_a")
+    await broker.publish(cmd("project_b"))
+    await broker.publish(cmd("project_a"))
+    await sink.wait_for(lambda s: s.seqs("project_a") == [1])
+    await broker.unsubscribe("project_a")
+    await broker.subscribe("project_b")
+    await broker.publish(cmd("project_a"))
+    await broker.publish(cmd("project_b"))
+    await sink.wait_for(lambda s: s.seqs("project_b") == [2])
+    assert sink.seqs("project_a") == [1]
+
+
+async def test_transient_and_control_messages(make_broker: Any) -> None:
+    broker, sink = await make_broker()
+    await broker.subscribe(ROOM)
+    await broker.publish_transient(ROOM, "presence", {"count": 1})
+    await broker.publish_control({"kind": "canary", "n": 1})
+    await sink.wait_for(lambda s: s.transients and s.controls)
+    assert sink.transients == [(ROOM, "presence", {"count": 1})]
+    assert sink.controls == [{"kind": "canary", "n": 1}]
+
+
+async def test_delivery_reaches_every_subscribed_broker(make_broker: Any, backend: str) -> None:
+    if backend == "memory":
+        pytest.skip("a memory broker is one process")
+    a, sink_a = await make_broker()
+    b, sink_b = await make_broker(key_prefix=a.keys.prefix)
+    await a.subscribe(ROOM)
+    await b.subscribe(ROOM)
+    for i in range(10):
+        await (a if i % 2 else b).publish(cmd())
+    for sink in (sink_a, sink_b):
+        await sink.wait_for(lambda s: len(s.seqs(ROOM)) == 10)
+        assert sink.seqs(ROOM) == list(range(1, 11))
+
+
+async def test_annotation_writes_are_guarded(make_broker: Any) -> None:
+    broker, _ = await make_broker()
+    created = await broker.publish(write("create"))
+    assert created.publication.data["version"] == 1
+    with pytest.raises(Conflict) as exc:
+        await broker.publish(write("create"))
+    assert exc.value.details["current_version"] == 1
+    with pytest.raises(Conflict):
+        await broker.publish(write("update", 0))
+    updated = await broker.publish(write("update", 1))
+    assert updated.publication.data == {"action": "update", "version": 2}
+    assert updated.publication.seq == 2  # refused writes took no seq
+
+
+async def test_leases_are_sequenced_exclusive_and_fenced(make_broker: Any) -> None:
+    broker, sink = await make_broker()
+    room = "annotation_c"
+    await broker.subscribe(room)
+    ann, bob = Member("ann", "Ann", 1), Member("bob", None, 1)
+    first = await broker.lock(room, "a1", ann, 10_000)
+    assert first.lease.fencing_token == 1 and first.publication.type == "annotation_lock"
+    assert first.publication.data["state"] == "locked"
+    with pytest.raises(Locked) as exc:
+        await broker.lock(room, "a1", bob, 10_000)
+    assert exc.value.details["holder"]["user_id"] == "ann"
+    renewed = await broker.lock(room, "a1", ann, 20_000)
+    assert renewed.lease.fencing_token == 1
+    assert [lease.annotation_id for lease in await broker.leases(room)] == ["a1"]
+    with pytest.raises(Locked):
+        await broker.publish(write("create", user="bob"))
+    await broker.publish(write("create", user="ann", fencing_token=1))
+    with pytest.raises(Locked):
+        await broker.unlock(room, "a1", "bob")
+    released = await broker.unlock(room, "a1", "ann")
+    assert released is not None and released.data["state"] == "released"
+    second = await broker.lock(room, "a1", bob, 10_000)
+    assert second.lease.fencing_token == 2
+    assert [p.data["state"] for p in await broker.release_holder(room, "bob")] == ["released"]
+    await sink.wait_for(lambda s: len(s.seqs(room)) == 6)
+    assert sink.seqs(room) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_expired_leases_are_released_and_announced(make_broker: Any) -> None:
+    broker, _ = await make_broker()
+    room = "annotation_c"
+    granted = await broker.lock(room, "a1", Member("ann", None, 1), 1)
+    released: list[Any] = []
+    while not released:  # a 1 ms lease is due on the next call or the one after
+        released = await broker.expire_leases()
+    assert [(p.room, p.data["state"], p.data["fencing_token"]) for p in released] == [
+        (room, "released", granted.lease.fencing_token)
+    ]
+    assert await broker.leases(room) == []
+
+
+async def test_binding(make_broker: Any) -> None:
+    broker, _ = await make_broker()
+    assert await broker.binding("annotation_b") is None
+    await broker.bind("annotation_b", "p7")
+    assert await broker.binding("annotation_b") == "p7"

@@ -1,0 +1,714 @@
+"""Real `redis-server` and Redis Sentinel processes on free loopback ports, for tests.
+
+Every process is started with subprocess.Popen, in its own temporary directory (its
+log file, and for a sentinel the configuration file it rewrites), and stopped by its
+PID: SIGTERM, a bounded wait, SIGKILL if it will not go. Nothing is persisted
+(`--save "" --appendonly no`).
+
+A process start has no event to await, so readiness is a bounded loop of PING
+attempts (at most 10 s), failing with the tail of the process's log. A failover does
+have events: `SentinelCluster.wait_for_new_master` subscribes to `+switch-master` on
+every sentinel and wakes on those, not on a timer.
+
+The blocking methods (`start`, `stop`, `kill`, `restart`) have `a`-prefixed async
+twins that run them in a worker thread, for use inside a running event loop.
+
+Fixtures: `redis_server` and `sentinel_cluster` (function scope). Use them from a test
+module with `from tests.support.redis_procs import redis_server` or register the module
+with `pytest_plugins`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+MASTER_NAME = "mymaster"
+
+# Processes started and not yet reaped; a last resort for an interpreter that exits
+# without running teardown (every fixture and context manager stops its own).
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        _reap(proc, signal.SIGKILL, STOP_TIMEOUT)
+
+
+class ProcessStartError(RuntimeError):
+    """A process exited or did not answer in time; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# A minimal synchronous RESP client: one command per connection, no retries, nothing
+# left open. Used for readiness checks and for the few administrative queries here.
+
+
+class RedisReplyError(Exception):
+    """An error reply (`-ERR ...`) from the server."""
+
+
+def command(port: int, *args: str | int, timeout: float = 1.0, host: str = HOST) -> Any:
+    """Send one command to host:port and return its decoded reply (str, int, list, None)."""
+    parts = [str(a).encode() for a in args]
+    payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        with sock.makefile("rb") as stream:
+            return _read_reply(stream)
+
+
+def _read_reply(stream: Any) -> Any:
+    line: bytes = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("connection closed mid-reply")
+    kind, body = line[:1], line[1:-2]
+    if kind == b"+":
+        return body.decode()
+    if kind == b"-":
+        raise RedisReplyError(body.decode())
+    if kind == b":":
+        return int(body)
+    if kind == b"$":
+        size = int(body)
+        if size < 0:
+            return None
+        data: bytes = stream.read(size + 2)
+        return data[:-2].decode()
+    if kind == b"*":
+        count = int(body)
+        return None if count < 0 else [_read_reply(stream) for _ in range(count)]
+    raise ConnectionError(f"unexpected reply line {line!r}")
+
+
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _reap(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
+    """Signal a child by its PID (unless it has exited), wait, SIGKILL if needed."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout)
+        return proc.returncode
+    finally:
+        _LIVE.discard(proc)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"({path.name}: nothing written)"
+    return "\n".join(text.splitlines()[-lines:]) or f"({path.name}: empty)"
+
+
+class _RedisProcess:
+    """One redis-server process (a server or a sentinel) in its own temporary directory."""
+
+    kind = "redis-server"
+
+    def __init__(self, port: int | None = None) -> None:
+        self._fixed_port = port is not None
+        self._port = port if port is not None else 0
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.started_in: float | None = None  # seconds the last start took
+
+    # -- what a subclass supplies -------------------------------------------------------
+
+    def _argv(self, directory: Path) -> list[str]:
+        raise NotImplementedError
+
+    # -- properties -----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (HOST, self._port)
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError(f"{self.kind} has not been started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def directory(self) -> Path:
+        if self._dir is None:
+            raise RuntimeError(f"{self.kind} has not been started")
+        return self._dir
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / "redis.log"
+
+    def log_tail(self, lines: int = 25) -> str:
+        if self._dir is None:
+            return "(not started)"
+        return (
+            f"--- {self.logfile} ---\n{_tail(self.logfile, lines)}\n"
+            f"--- stdout/stderr ---\n{_tail(self._dir / 'stdio.log', lines)}"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start on a free port (or the given one) and wait until it answers PING."""
+        if self.running:
+            raise RuntimeError(f"{self.kind} on port {self._port} is already running")
+        self._ensure_dir()
+        attempts = 1 if self._fixed_port else 3  # another process may take a free port
+        for attempt in range(attempts):
+            if not self._fixed_port:
+                self._port = free_port()
+            try:
+                self._launch()
+                return self
+            except ProcessStartError:
+                if attempt == attempts - 1 or "Address already in use" not in self.log_tail():
+                    self._cleanup_dir()
+                    raise
+        raise AssertionError("unreachable")
+
+    def restart(self) -> Self:
+        """Start again on the same port (after kill() or stop(); stops it first if needed)."""
+        if self._port == 0:
+            raise RuntimeError(f"{self.kind} was never started")
+        if self.running:
+            self.stop(remove_files=False)
+        self._ensure_dir()
+        try:
+            self._launch()
+        except BaseException:
+            self._cleanup_dir()
+            raise
+        return self
+
+    def stop(self, *, remove_files: bool = True) -> int | None:
+        """SIGTERM by PID, wait, SIGKILL if it will not go; returns the exit status."""
+        code = None if self._proc is None else _reap(self._proc, signal.SIGTERM, STOP_TIMEOUT)
+        if remove_files:
+            self._cleanup_dir()
+        return code
+
+    def kill(self) -> int | None:
+        """SIGKILL by PID and wait (files are kept, so restart() works)."""
+        if self._proc is None:
+            return None
+        return _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
+
+    async def astart(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def arestart(self) -> Self:
+        return await asyncio.to_thread(self.restart)
+
+    async def astop(self) -> int | None:
+        return await asyncio.to_thread(self.stop)
+
+    async def akill(self) -> int | None:
+        return await asyncio.to_thread(self.kill)
+
+    def _launch(self) -> None:
+        directory = self.directory
+        began = time.monotonic()
+        with (directory / "stdio.log").open("ab") as stdio:
+            self._proc = subprocess.Popen(
+                self._argv(directory),
+                cwd=directory,
+                stdin=subprocess.DEVNULL,
+                stdout=stdio,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a ^C to pytest does not reach it; teardown does
+            )
+        _LIVE.add(self._proc)
+        try:
+            self._wait_ready(began + START_TIMEOUT)
+        except BaseException:
+            _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
+            raise
+        self.started_in = time.monotonic() - began
+
+    def _wait_ready(self, deadline: float) -> None:
+        assert self._proc is not None
+        while True:
+            if self._proc.poll() is not None:
+                raise ProcessStartError(
+                    f"{self.kind} on port {self._port} exited with {self._proc.returncode}\n"
+                    + self.log_tail()
+                )
+            try:
+                if command(self._port, "PING", timeout=0.5) == "PONG":
+                    return
+            except (OSError, RedisReplyError):
+                pass
+            if time.monotonic() >= deadline:
+                raise ProcessStartError(
+                    f"{self.kind} on port {self._port} did not answer PING within "
+                    f"{START_TIMEOUT:g} s\n" + self.log_tail()
+                )
+            time.sleep(0.02)
+
+    def _ensure_dir(self) -> None:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix=f"roomcast-{self.kind}-"))
+
+    def _cleanup_dir(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    # -- context managers ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {HOST}:{self._port} {state}>"
+
+
+class RedisServer(_RedisProcess):
+    """A redis-server on a free loopback port; `replicaof=(host, port)` makes a replica."""
+
+    def __init__(
+        self,
+        *,
+        replicaof: tuple[str, int] | None = None,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(port)
+        self.replicaof = replicaof
+        self.extra_args = list(extra_args)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self._port}/0"
+
+    def _argv(self, directory: Path) -> list[str]:
+        argv = [
+            REDIS_SERVER,
+            "--bind", HOST,
+            "--port", str(self._port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(directory),
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--logfile", str(directory / "redis.log"),
+            # SIGTERM must not wait (up to 10 s by default) for lagging replicas.
+            "--shutdown-timeout", "0",
+            # A replica's full sync starts at once instead of after the default 5 s.
+            "--repl-diskless-sync-delay", "0",
+        ]  # fmt: skip
+        if self.replicaof is not None:
+            argv += ["--replicaof", self.replicaof[0], str(self.replicaof[1])]
+        return argv + self.extra_args
+
+    def info(self, section: str = "") -> dict[str, str]:
+        """`INFO [section]` as a dict (synchronous, one short-lived connection)."""
+        text = command(self._port, "INFO", *([section] if section else []))
+        out: dict[str, str] = {}
+        for line in str(text).splitlines():
+            key, sep, value = line.partition(":")
+            if sep and not key.startswith("#"):
+                out[key] = value
+        return out
+
+    def client(self, **kwargs: Any) -> aioredis.Redis:
+        """A redis.asyncio client for this server (close it with `await client.aclose()`)."""
+        return aioredis.Redis.from_url(self.url, **kwargs)
+
+
+class SentinelProcess(_RedisProcess):
+    """One `redis-server <sentinel.conf> --sentinel`, with its own writable config file."""
+
+    kind = "redis-sentinel"
+
+    def __init__(self, config_lines: Sequence[str], port: int, myid: str | None = None) -> None:
+        super().__init__(port)
+        self.config_lines = list(config_lines)
+        self.myid = myid or secrets.token_hex(20)
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "sentinel.conf"
+
+    def _argv(self, directory: Path) -> list[str]:
+        if not self.config_file.exists():  # on restart, Sentinel's own rewrite is kept
+            header = [
+                f"port {self._port}",
+                f"bind {HOST}",
+                "protected-mode no",
+                "daemonize no",
+                f"dir {directory}",
+                f"logfile {directory / 'redis.log'}",
+                "sentinel resolve-hostnames no",
+                f"sentinel myid {self.myid}",
+            ]
+            self.config_file.write_text("\n".join(header + self.config_lines) + "\n")
+        return [REDIS_SERVER, str(self.config_file), "--sentinel"]
+
+    def master_addr(self, name: str = MASTER_NAME) -> tuple[str, int] | None:
+        reply = command(self._port, "SENTINEL", "get-master-addr-by-name", name)
+        return None if reply is None else (str(reply[0]), int(reply[1]))
+
+
+class SentinelCluster:
+    """A master, one replica of it, and three sentinels monitoring `mymaster` (quorum 2).
+
+    `master` and `replica` follow the roles: after `wait_for_new_master` has seen a
+    failover, `master` is the promoted server and `replica` the old (killed) master.
+    """
+
+    def __init__(self, master_name: str = MASTER_NAME, sentinel_count: int = 3) -> None:
+        self.master_name = master_name
+        self.sentinel_count = sentinel_count
+        self._servers: list[RedisServer] = []
+        self._master_index = 0
+        self.sentinel_procs: list[SentinelProcess] = []
+        self.started_in: float | None = None  # seconds start() took
+        self.last_failover_seconds: float | None = None  # kill_master() to new master
+        self._killed_at: float | None = None
+
+    # -- topology -------------------------------------------------------------------------
+
+    @property
+    def master(self) -> RedisServer:
+        return self._servers[self._master_index]
+
+    @property
+    def replica(self) -> RedisServer:
+        return self._servers[1 - self._master_index]
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        return [s.address for s in self.sentinel_procs]
+
+    @property
+    def sentinels_setting(self) -> str:
+        """The value for ROOMCAST_REDIS_SENTINELS."""
+        return ",".join(f"{host}:{port}" for host, port in self.sentinels)
+
+    def master_addr(self) -> tuple[str, int]:
+        """The master's address as the first answering sentinel reports it."""
+        errors = []
+        for sentinel in self.sentinel_procs:
+            try:
+                addr = sentinel.master_addr(self.master_name)
+            except (OSError, RedisReplyError) as exc:
+                errors.append(f"{sentinel.port}: {exc!r}")
+                continue
+            if addr is not None:
+                return addr
+        raise RuntimeError(f"no sentinel reports {self.master_name}: {errors}")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        began = time.monotonic()
+        try:
+            master = RedisServer().start()
+            self._servers = [master]
+            self._servers.append(RedisServer(replicaof=master.address).start())
+            self._master_index = 0
+            self._wait_replica_linked(began + START_TIMEOUT)
+            self._start_sentinels()
+            self._wait_sentinels_ready(began + START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _start_sentinels(self) -> None:
+        ports = [free_port() for _ in range(self.sentinel_count)]
+        ids = [secrets.token_hex(20) for _ in ports]
+        name = self.master_name
+        for index, port in enumerate(ports):
+            lines = [
+                f"sentinel monitor {name} {HOST} {self.master.port} 2",
+                f"sentinel down-after-milliseconds {name} 1000",
+                f"sentinel failover-timeout {name} 5000",
+                f"sentinel parallel-syncs {name} 1",
+                # What Sentinel itself would have written after discovery: the replica
+                # and the other sentinels are known from the start, not ~2 s later.
+                f"sentinel known-replica {name} {HOST} {self.replica.port}",
+            ] + [
+                f"sentinel known-sentinel {name} {HOST} {other_port} {ids[other]}"
+                for other, other_port in enumerate(ports)
+                if other != index
+            ]
+            sentinel = SentinelProcess(lines, port, ids[index])
+            self.sentinel_procs.append(sentinel)
+            sentinel.start()
+
+    def _wait_replica_linked(self, deadline: float) -> None:
+        def linked() -> bool:
+            return (
+                self.master.info("replication").get("connected_slaves") == "1"
+                and self.replica.info("replication").get("master_link_status") == "up"
+            )
+
+        self._until(linked, deadline, "the replica to link to the master")
+
+    def _wait_sentinels_ready(self, deadline: float) -> None:
+        """Every sentinel sees the master, the replica and the other sentinels, linked."""
+        others = self.sentinel_count - 1
+        name = self.master_name
+
+        def ready() -> bool:
+            for sentinel in self.sentinel_procs:
+                if sentinel.master_addr(name) != self.master.address:
+                    return False
+                port = sentinel.port
+                master = _pairs(command(port, "SENTINEL", "master", name))
+                if master.get("flags") != "master" or int(master["num-other-sentinels"]) < others:
+                    return False
+                replicas = [_pairs(r) for r in command(port, "SENTINEL", "replicas", name)]
+                if not any(
+                    r.get("flags") == "slave" and r.get("master-link-status") == "ok"
+                    for r in replicas
+                ):
+                    return False
+                peers = [_pairs(s) for s in command(port, "SENTINEL", "sentinels", name)]
+                if sum(p.get("flags") == "sentinel" for p in peers) < others:
+                    return False
+            return True
+
+        self._until(ready, deadline, "the sentinels to see the whole topology")
+
+    def _until(self, check: Any, deadline: float, what: str) -> None:
+        last: Exception | None = None
+        while True:
+            try:
+                if check():
+                    return
+            except (OSError, RedisReplyError, KeyError, ValueError) as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                logs = "\n".join(p.log_tail(10) for p in [*self._servers, *self.sentinel_procs])
+                raise ProcessStartError(f"timed out waiting for {what} (last: {last!r})\n{logs}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop every process by its PID: the sentinels first, so they do not fail over."""
+        for proc in [*self.sentinel_procs, *reversed(self._servers)]:
+            proc.stop()
+
+    async def astart(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- failover -------------------------------------------------------------------------
+
+    def kill_master(self) -> int:
+        """SIGKILL the current master (as the sentinels report it); returns its port."""
+        host, port = self.master_addr()
+        for index, server in enumerate(self._servers):
+            if server.port == port:
+                self._master_index = index
+                self._killed_at = time.monotonic()
+                server.kill()
+                return port
+        raise RuntimeError(f"the sentinels report {host}:{port}, which is not ours")
+
+    async def wait_for_new_master(self, old_port: int, timeout: float = 15.0) -> int:
+        """Wait until every answering sentinel reports a master other than `old_port`.
+
+        Subscribes to `+switch-master` on each sentinel first, then checks the current
+        answers, then sleeps until the next such event: a failover that completed
+        before the call is seen at once, and none is missed in between.
+        """
+        clients: list[aioredis.Redis] = []
+        pubsubs: list[Any] = []
+        events: asyncio.Queue[object] = asyncio.Queue()
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            for host, port in self.sentinels:
+                client = aioredis.Redis(
+                    host=host,
+                    port=port,
+                    socket_timeout=None,
+                    socket_connect_timeout=1,
+                    retry=Retry(NoBackoff(), 0),
+                    decode_responses=True,
+                )
+                clients.append(client)
+                pubsub = client.pubsub()
+                pubsubs.append(pubsub)
+                try:
+                    await pubsub.subscribe("+switch-master")
+                except (OSError, RedisError):
+                    continue
+                watchers.append(asyncio.create_task(_forward(pubsub, events)))
+            async with asyncio.timeout(timeout):
+                while True:
+                    new_port = await asyncio.to_thread(self._agreed_new_master, old_port)
+                    if new_port is not None:
+                        break
+                    # Woken by the next +switch-master; the 1 s cap is only a backstop
+                    # for a state change that publishes nothing.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(events.get(), 1.0)
+        except TimeoutError:
+            logs = "\n".join(p.log_tail(15) for p in self.sentinel_procs)
+            raise TimeoutError(
+                f"no new master for {self.master_name} within {timeout:g} s\n{logs}"
+            ) from None
+        finally:
+            for task in watchers:
+                task.cancel()
+            for task in watchers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for pubsub in pubsubs:
+                await pubsub.aclose()
+            for client in clients:
+                await client.aclose()
+        for index, server in enumerate(self._servers):
+            if server.port == new_port:
+                self._master_index = index
+        if self._killed_at is not None:
+            self.last_failover_seconds = time.monotonic() - self._killed_at
+        return new_port
+
+    def _agreed_new_master(self, old_port: int) -> int | None:
+        answers = set()
+        for sentinel in self.sentinel_procs:
+            try:
+                addr = sentinel.master_addr(self.master_name)
+            except (OSError, RedisReplyError):
+                continue  # a sentinel that is down has no say
+            if addr is None:
+                return None
+            answers.add(addr[1])
+        if len(answers) != 1 or old_port in answers:
+            return None
+        (port,) = answers
+        try:
+            role = command(port, "ROLE")
+        except (OSError, RedisReplyError):
+            return None
+        return port if role and role[0] == "master" else None
+
+    # -- context managers ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+
+async def _forward(pubsub: Any, events: asyncio.Queue[object]) -> None:
+    async for message in pubsub.listen():
+        if message.get("type") == "message":
+            events.put_nowait(message)
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free port, stopped (by PID) after the test."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sentinel_cluster() -> Iterator[SentinelCluster]:
+    """A master, a replica and three sentinels, all stopped (by PID) after the test."""
+    cluster = SentinelCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
