@@ -4,6 +4,7 @@ from roomcast import Settings, create_app, EventBroadcastService
 """
 
 from .app import Roomcast, create_app
+from .broadcast.blocking import BlockingEventBroadcastService
 from .broadcast.service import EventBroadcastService, Published
 from .config import Settings
 from .errors import RoomcastError
@@ -11,6 +12,7 @@ from .protocol.events import EventType, EventTypes
 from .rooms.names import RoomKind, RoomKinds, RoomRef
 
 __all__ = [
+    "BlockingEventBroadcastService",
     "EventBroadcastService",
     "EventType",
     "EventTypes",

@@ -230,12 +230,14 @@ def create_app(
     room_kinds: RoomKinds | None = None,
     event_types: EventTypes | None = None,
     join_hook: JoinHook | None = None,
+    demo: bool = False,
 ) -> socketio.ASGIApp:
     """Build the ASGI application.
 
     Pass `app` to add roomcast to an existing FastAPI application: its routes stay,
     roomcast's are added under `/api/v1`, `/healthz`, `/readyz` and `/metrics`, and
-    its own lifespan runs inside roomcast's. The `Roomcast` object is at
+    its own lifespan runs inside roomcast's. `demo=True` adds the demo page and its
+    open token endpoint (what `roomcast serve --demo` runs). The `Roomcast` object is at
     `app.state.roomcast` (and `.roomcast` on the returned ASGI app).
     """
     settings = settings or Settings()
@@ -256,7 +258,8 @@ def create_app(
         app.router.lifespan_context = combined
     fastapi_app.state.roomcast = runtime
     build_router(fastapi_app, runtime)
-    if settings.demo:
+    if demo:
+        # Only ever by explicit request: the demo token endpoint hands out tokens.
         add_demo_routes(fastapi_app, runtime)
     asgi = socketio.ASGIApp(runtime.sio, other_asgi_app=fastapi_app, socketio_path="socket.io")
     asgi.roomcast = runtime

@@ -11,32 +11,28 @@ import asyncio
 import secrets
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
 from .auth.tokens import mint_access_token, mint_room_token
 from .config import Settings
-
-_SKIP = {"demo"}
+from .errors import RoomcastError
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
-        if name in _SKIP:
-            continue
         flag = "--" + name.replace("_", "-")
         help_text = field.description or f"ROOMCAST_{name.upper()}"
         parser.add_argument(flag, dest=name, default=None, help=help_text)
 
 
-def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+def _settings_from(args: argparse.Namespace) -> Settings:
     given = {
         name: getattr(args, name)
         for name in Settings.model_fields
-        if name not in _SKIP and getattr(args, name, None) is not None
+        if getattr(args, name, None) is not None
     }
-    return Settings(**given, **extra)
+    return Settings(**given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +76,16 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     secret = settings.jwt_secret.get_secret_value()
     if args.for_room:
-        print(mint_room_token(secret, args.user, args.for_room, ttl_seconds=args.ttl))
+        print(
+            mint_room_token(
+                secret,
+                args.user,
+                args.for_room,
+                ttl_seconds=args.ttl,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+        )
     else:
         print(
             mint_access_token(
@@ -99,10 +104,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    extra: dict[str, Any] = {}
-    if args.demo:
-        extra["demo"] = True
-    settings = _settings_from(args, **extra)
+    settings = _settings_from(args)
     if args.demo:
         if settings.jwt_secret is None and settings.jwt_public_key is None:
             settings.jwt_secret = SecretStr(secrets.token_urlsafe(32))
@@ -120,7 +122,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from .server import serve
 
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings, demo=args.demo))
+    except RoomcastError as exc:
+        print(f"roomcast serve: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -63,7 +63,6 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(600, ge=1)
     client_publishable_types: str = "annotation_update"
     drain_batch_size: int = Field(500, ge=1)
-    demo: bool = False
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod

@@ -51,9 +51,9 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, demo: bool = False) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, demo=demo)
     runtime: Roomcast = app.roomcast
     config = uvicorn.Config(
         app,

@@ -117,15 +117,23 @@ async def test_worker_process_publishes_through_redis(
                         print(published.seq)
 
                 asyncio.run(main())
+
+                from roomcast import BlockingEventBroadcastService  # a non-asyncio worker
+                settings = Settings(redis_url={redis.url!r}, key_prefix={settings.key_prefix!r})
+                with BlockingEventBroadcastService.from_settings(settings) as service:
+                    print(service.detection_event("x", frame_id="w2", detections=[]).seq)
                 """
             )
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
             )
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
-            assert proc.returncode == 0 and out.strip().splitlines()[-1] == b"1"
+            printed = [line for line in out.splitlines() if line.isdigit()]  # not log lines
+            assert proc.returncode == 0 and printed == [b"1", b"2"]
             event = await client.next("detection_event")
             assert event["data"]["frame_id"] == "w1" and event["seq"] == 1
+            event = await client.next("detection_event")
+            assert event["data"]["frame_id"] == "w2" and event["seq"] == 2
         finally:
             await client.close()
 

@@ -136,9 +136,28 @@ def mint_access_token(
 
 
 def mint_room_token(
-    secret: str, user_id: str, room: str, *, ttl_seconds: float = 3600, algorithm: str = "HS256"
+    secret: str,
+    user_id: str,
+    room: str,
+    *,
+    ttl_seconds: float = 3600,
+    audience: str = "",
+    issuer: str = "",
+    algorithm: str = "HS256",
 ) -> str:
-    """A room token: lets `user_id` join `room` alone, until it expires."""
+    """A room token: lets `user_id` join `room` alone, until it expires.
+
+    Room tokens are checked like access tokens, audience and issuer included.
+    """
     now = int(time.time())
-    claims = {"sub": user_id, "room": room, "iat": now, "exp": int(now + ttl_seconds)}
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "room": room,
+        "iat": now,
+        "exp": int(now + ttl_seconds),
+    }
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm=algorithm)

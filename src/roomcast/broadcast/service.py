@@ -44,14 +44,20 @@ class EventBroadcastService:
         self._owns_broker = owns_broker
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EventBroadcastService:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        kinds: RoomKinds | None = None,
+        event_types: EventTypes | None = None,
+    ) -> EventBroadcastService:
         """A service with a broker of its own, for a process that is not the server.
 
         Call `start()` before publishing and `aclose()` when done (or use
         `async with`). Without a Redis URL the broker is in memory and only this
         process sees the events.
         """
-        return cls(make_broker(settings), owns_broker=True)
+        return cls(make_broker(settings), kinds=kinds, event_types=event_types, owns_broker=True)
 
     async def start(self) -> None:
         if self._owns_broker:
@@ -133,12 +139,26 @@ class EventBroadcastService:
         return results
 
     # typed helpers for the built-in types --------------------------------------------
+    # Keyword arguments beyond the named ones become fields of the event's data.
 
     async def detection_event(
-        self, test_session_id: str, *, frame_id: str | int, detections: list[JSON], **extra: Any
+        self,
+        test_session_id: str,
+        *,
+        frame_id: str | int,
+        detections: list[JSON],
+        actor: JSON | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
     ) -> Published:
         data = {"frame_id": frame_id, "detections": detections, **extra}
-        return await self.publish(f"detection_stream_{test_session_id}", "detection_event", data)
+        return await self.publish(
+            f"detection_stream_{test_session_id}",
+            "detection_event",
+            data,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
     async def project_progress(
         self,
@@ -147,18 +167,35 @@ class EventBroadcastService:
         completed: int,
         total: int,
         percent: float | None = None,
+        actor: JSON | None = None,
+        idempotency_key: str | None = None,
         **extra: Any,
     ) -> Published:
         if percent is None:
             percent = round(100.0 * completed / total, 2) if total else 0.0
         data = {"completed": completed, "total": total, "percent": percent, **extra}
-        return await self.publish(f"project_{project_id}", "project_progress_update", data)
+        return await self.publish(
+            f"project_{project_id}",
+            "project_progress_update",
+            data,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
     async def notify(
-        self, user_id: str, *, title: str, level: str = "info", **extra: Any
+        self,
+        user_id: str,
+        *,
+        title: str,
+        level: str = "info",
+        actor: JSON | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
     ) -> Published:
         data = {"title": title, "level": level, **extra}
-        return await self.publish(f"user_{user_id}", "notification", data)
+        return await self.publish(
+            f"user_{user_id}", "notification", data, actor=actor, idempotency_key=idempotency_key
+        )
 
     async def annotation_validated(
         self,
@@ -168,6 +205,8 @@ class EventBroadcastService:
         version: int,
         status: str,
         validator_id: str,
+        actor: JSON | None = None,
+        idempotency_key: str | None = None,
         **extra: Any,
     ) -> Published:
         data = {
@@ -177,4 +216,10 @@ class EventBroadcastService:
             "validator_id": validator_id,
             **extra,
         }
-        return await self.publish(f"annotation_{session_id}", "annotation_validated", data)
+        return await self.publish(
+            f"annotation_{session_id}",
+            "annotation_validated",
+            data,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
