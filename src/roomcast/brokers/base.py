@@ -114,3 +114,7 @@ class Broker(Protocol):
 
     async def ping(self) -> None:
         """Raise BrokerUnavailable unless the backend answers."""
+
+    @property
+    def listening(self) -> bool:
+        """True while deliveries can reach this instance (its subscription is up)."""

@@ -71,6 +71,10 @@ class MemoryBroker:
     async def ping(self) -> None:
         return None
 
+    @property
+    def listening(self) -> bool:
+        return True
+
     # streams -------------------------------------------------------------------
 
     def _now_ms(self) -> int:

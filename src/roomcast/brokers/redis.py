@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable
 from importlib.resources import files
 from typing import Any, TypeVar
 
+from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
@@ -91,6 +92,11 @@ class RedisBroker:
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
+
+    @property
+    def listening(self) -> bool:
+        """True while the pub/sub listener is connected."""
+        return self._pubsub is not None
 
     # calls -------------------------------------------------------------------------
 
@@ -195,9 +201,10 @@ class RedisBroker:
     async def lock(self, room: str, annotation_id: str, holder: Member, ttl_ms: int) -> LockOutcome:
         result = await self._lease_call(room, "lock", annotation_id, holder, holder.user_id, ttl_ms)
         lease = _lease(room, json.loads(result[1]))
-        await self._call(
-            self._redis.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
+            pipe.expire(self.keys.lease_expiry, self._ttl)
+            await self._call(pipe.execute())
         publication = Publication.from_envelope(json.loads(result[2]))
         return LockOutcome(lease, publication)
 
@@ -245,10 +252,13 @@ class RedisBroker:
     # subscriptions -------------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:
-        self._rooms.add(room)
         channel = self.keys.room(room).channel
         if self._pubsub is None:
             raise BrokerUnavailable("not connected to Redis pub/sub")
+        # The head before subscribing: everything after it arrives live or is
+        # caught up from history, so a gap is noticed even before the first event.
+        before = await self.position(room)
+        self._rooms.add(room)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
@@ -259,6 +269,7 @@ class RedisBroker:
             raise
         finally:
             self._confirm.pop(channel, None)
+        self._last.setdefault(room, (before.epoch, before.seq))
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.discard(room)
@@ -274,10 +285,17 @@ class RedisBroker:
             try:
                 async with self._session() as pubsub:
                     failures = 0
+                    connects = pubsub.connects
                     while True:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is not None:
-                            self._dispatch(message)
+                            await self._dispatch(message)
+                        if pubsub.connects != connects:
+                            # redis-py reconnected and resubscribed by itself:
+                            # what was published meanwhile comes from history.
+                            connects = pubsub.connects
+                            self._log.info("broker.resubscribed", rooms=len(self._rooms))
+                            await self._catch_up()
             except (RedisError, OSError) as exc:
                 self._connected.clear()
                 delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
@@ -287,7 +305,7 @@ class RedisBroker:
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[Any]:
-        pubsub = self._redis.pubsub()
+        pubsub = _CountingPubSub(self._redis.connection_pool)
         try:
             await pubsub.subscribe(self.keys.control)
             for room in list(self._rooms):
@@ -302,20 +320,20 @@ class RedisBroker:
         finally:
             self._pubsub = None
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _catch_up(self) -> None:
         """Deliver what was published while pub/sub was down, from history."""
         for room, (epoch, seq) in list(self._last.items()):
-            try:
+            with contextlib.suppress(BrokerUnavailable):
                 page = await self.history(room, seq, self._history_size)
-            except BrokerUnavailable:
-                continue
-            if page.epoch == epoch:
+                if page.epoch != epoch:
+                    # The room's stream restarted meanwhile: all of the new epoch is news.
+                    page = await self.history(room, 0, self._history_size)
                 for publication in page.events:
                     self._deliver(publication)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel", "")
         if kind == "subscribe":
@@ -333,10 +351,30 @@ class RedisBroker:
         if room is None or room not in self._rooms:
             return
         if data[0] == "p":
-            self._deliver(Publication.from_envelope(json.loads(data[1:])))
+            await self._deliver_in_order(Publication.from_envelope(json.loads(data[1:])))
         elif data[0] == "t":
             transient = json.loads(data[1:])
             self._sink.on_transient(room, transient["event"], transient["data"])
+
+    async def _deliver_in_order(self, publication: Publication) -> None:
+        """Deliver a live publication, first filling from history any gap before it.
+
+        A gap means pub/sub dropped messages (a reconnect); the listener reads no
+        further until it is filled, so local members still get seq order.
+        """
+        last = self._last.get(publication.room)
+        if last is not None and last[0] == publication.epoch and publication.seq > last[1] + 1:
+            self._log.info(
+                "broker.gap", room=publication.room, missing=publication.seq - last[1] - 1
+            )
+            try:
+                page = await self.history(publication.room, last[1], publication.seq - last[1] - 1)
+            except BrokerUnavailable:
+                page = None
+            if page is not None and page.epoch == publication.epoch:
+                for missed in page.events:
+                    self._deliver(missed)
+        self._deliver(publication)
 
     def _deliver(self, publication: Publication) -> None:
         last = self._last.get(publication.room)
@@ -345,6 +383,16 @@ class RedisBroker:
         self._last[publication.room] = (publication.epoch, publication.seq)
         if self._sink is not None:
             self._sink.on_publication(publication)
+
+
+class _CountingPubSub(PubSub):
+    """A PubSub that counts its (re)connections, so a silent reconnect is noticed."""
+
+    connects = 0
+
+    async def on_connect(self, connection: Any) -> None:
+        self.connects += 1
+        await super().on_connect(connection)
 
 
 def _lease(room: str, raw: JSON) -> Lease:

@@ -231,7 +231,11 @@ class SocketGateway:
                     self._log.warning("room.cleanup_failed", sid=conn.sid, room=room, code=exc.code)
         finally:
             self._outlet.unbind(conn.sid)
-            await self._presence.unregister_connection(conn.identity.user_id, conn.sid)
+            try:
+                await self._presence.unregister_connection(conn.identity.user_id, conn.sid)
+            except RoomcastError as exc:
+                # The entry expires with its TTL, or is reaped if this instance dies.
+                self._log.warning("connection.unregister_failed", sid=conn.sid, code=exc.code)
             self.connections.pop(conn.sid)
             self._metrics.connections.set(len(self.connections))
 

@@ -41,8 +41,20 @@ class Readiness:
     def heard(self, message: dict[str, object]) -> None:
         self._heard_at = self._clock()
 
+    async def check(self) -> str | None:
+        """None when ready; otherwise why not, for /readyz (pings the broker now)."""
+        if self._gateway.draining:
+            return "draining"
+        try:
+            await self._broker.ping()
+        except RoomcastError as exc:
+            return f"broker unavailable: {exc.message}"
+        if not self._broker.listening:
+            return "broker subscription is down"
+        return self.reason_not_ready()
+
     def reason_not_ready(self) -> str | None:
-        """None when ready; otherwise why not, for /readyz."""
+        """None when ready as of the last probe; otherwise why not."""
         if self._gateway.draining:
             return "draining"
         if self._broker_error is not None:

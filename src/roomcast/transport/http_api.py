@@ -231,7 +231,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        reason = rc.readiness.reason_not_ready()
+        reason = await rc.readiness.check()
         if reason is None:
             return JSONResponse({"ready": True})
         return JSONResponse({"ready": False, "reason": reason}, status_code=503)

@@ -1,0 +1,138 @@
+"""Redis Sentinel failover under a steady publish stream (SPEC section 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from roomcast.errors import BrokerUnavailable
+from tests.support.redis_procs import SentinelCluster, sentinel_cluster
+from tests.support.server import Client, running_server, test_settings
+
+__all__ = ["sentinel_cluster"]
+ROOM = "detection_stream_f"
+
+
+def _settings(cluster: SentinelCluster, n: int) -> Any:
+    return test_settings(
+        redis_sentinels=cluster.sentinels_setting,
+        redis_sentinel_master=cluster.master_name,
+        key_prefix="fo",
+        instance_id=f"inst{n}",
+        connect_rate_per_address=0,
+    )
+
+
+async def test_failover_resumes_publishing_and_never_reuses_a_position(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    cluster = sentinel_cluster
+    async with (
+        running_server(_settings(cluster, 1)) as a,
+        running_server(_settings(cluster, 2)) as b,
+    ):
+        clients = [await s.client(f"v{i}", rooms=[ROOM]) for i, s in enumerate((a, b))]
+        acked: list[tuple[str, str, int]] = []
+        failures = 0
+        first_failure: float | None = None
+        resumed_at: float | None = None
+        try:
+            for client in clients:
+                assert (await client.call("join", {"room": ROOM}))["ok"]
+
+            async def publish_steadily(stop: asyncio.Event) -> None:
+                nonlocal failures, first_failure, resumed_at
+                i = 0
+                deadline = time.monotonic() + 30
+                while not stop.is_set() and time.monotonic() < deadline:
+                    i += 1
+                    try:
+                        pub = await a.runtime.broadcast.detection_event(
+                            "f", frame_id=i, detections=[]
+                        )
+                        acked.append((pub.id, pub.epoch, pub.seq))
+                        if first_failure is not None and resumed_at is None:
+                            resumed_at = time.monotonic()
+                    except BrokerUnavailable:
+                        failures += 1
+                        if first_failure is None:
+                            first_failure = time.monotonic()
+                    await asyncio.sleep(0.02)  # a steady rate of about 50 events/s
+
+            stop = asyncio.Event()
+            publisher = asyncio.create_task(publish_steadily(stop))
+            async with asyncio.timeout(10):
+                while len(acked) < 20:
+                    await clients[0].next("detection_event")
+            old_port = cluster.kill_master()
+            killed_at = time.monotonic()
+            await cluster.wait_for_new_master(old_port, timeout=20)
+            async with asyncio.timeout(20):
+                while resumed_at is None or len(acked) < 60 + failures:
+                    await clients[0].next("detection_event")
+            stop.set()
+            await publisher
+            resume_seconds = resumed_at - killed_at
+            assert resume_seconds < 15, resume_seconds
+
+            # No (epoch, seq) ever names two different events, anywhere.
+            seen: dict[tuple[str, int], str] = {}
+            for pub_id, epoch, seq in acked:
+                assert seen.setdefault((epoch, seq), pub_id) == pub_id
+            last_epoch, last_seq = acked[-1][1], acked[-1][2]
+            for client in clients:
+                async with asyncio.timeout(10):  # live delivery catches up with the last ack
+                    while not any(
+                        n == "detection_event" and (d["epoch"], d["seq"]) == (last_epoch, last_seq)
+                        for n, d in client.log
+                    ):
+                        await client.next("detection_event")
+                events = [d for n, d in client.log if n == "detection_event"]
+                for event in events:
+                    assert (
+                        seen.setdefault((event["epoch"], event["seq"]), event["id"]) == event["id"]
+                    )
+                epochs = list(dict.fromkeys(e["epoch"] for e in events))
+                for epoch in epochs:
+                    seqs = [e["seq"] for e in events if e["epoch"] == epoch]
+                    assert seqs == sorted(set(seqs))  # in order, no duplicate
+                # Rejoin from the last position before the failover: recovered or told.
+                first_epoch = epochs[0]
+                before = max(e["seq"] for e in events if e["epoch"] == first_epoch)
+                ack = await client.call(
+                    "join", {"room": ROOM, "since": {"epoch": first_epoch, "seq": before}}
+                )
+                assert ack["ok"]
+                if ack["recovered"]:
+                    assert ack["epoch"] == first_epoch
+                else:
+                    assert ack["epoch"] != first_epoch and ack["replayed"] == 0
+                print(
+                    f"failover: resumed {resume_seconds:.1f} s after the kill, "
+                    f"{failures} publishes refused meanwhile, epochs seen {len(epochs)}, "
+                    f"recovered={ack['recovered']}"
+                )
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def test_client_connection_survives_failover(sentinel_cluster: SentinelCluster) -> None:
+    async with running_server(_settings(sentinel_cluster, 1)) as a:
+        client: Client = await a.client("u", rooms=[ROOM])
+        try:
+            await client.call("join", {"room": ROOM})
+            old = sentinel_cluster.kill_master()
+            await sentinel_cluster.wait_for_new_master(old, timeout=20)
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        await a.runtime.broadcast.detection_event("f", frame_id=1, detections=[])
+                        break
+                    except BrokerUnavailable:
+                        await asyncio.sleep(0.1)  # retry until the new master takes writes
+            assert (await client.next("detection_event"))["data"]["frame_id"] == 1
+            assert client.sio.connected
+        finally:
+            await client.close()
