@@ -25,6 +25,7 @@ from . import lua_presence
 T = TypeVar("T")
 DEAD_AFTER_SECONDS = 10.0
 ENTRY_TTL_SECONDS = 3600
+REFRESH_SECONDS = 60.0  # how often a heartbeat also renews this instance's entries
 OPERATION_TIMEOUT = 3.0
 
 
@@ -42,6 +43,7 @@ class RedisPresenceStore:
         self._reap_user = client.register_script(lua_presence.REAP_USER)
         self._local_rooms: dict[str, int] = {}  # room -> this instance's entries there
         self._local_users: dict[str, int] = {}  # user -> this instance's connections
+        self._refreshed_at = time.monotonic()
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
@@ -150,7 +152,17 @@ class RedisPresenceStore:
                 self.keys.instance_users(self._instance),
             ):
                 pipe.expire(key, ENTRY_TTL_SECONDS)
+            refresh = time.monotonic() - self._refreshed_at > REFRESH_SECONDS
+            if refresh:
+                # Entries of long-lived connections must outlive ENTRY_TTL_SECONDS.
+                for room in self._local_rooms:
+                    for key in self._room_keys(room):
+                        pipe.expire(key, ENTRY_TTL_SECONDS)
+                for user in self._local_users:
+                    pipe.expire(self.keys.user_conns(user), ENTRY_TTL_SECONDS)
             await self._call(pipe.execute())
+            if refresh:
+                self._refreshed_at = time.monotonic()
 
     async def instances(self) -> list[InstanceInfo]:
         cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
