@@ -1,0 +1,59 @@
+"""RoomStream: the ordering state machine that hands each room's events over
+exactly once and in order. Pure: it decides, the client acts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Decision(enum.Enum):
+    DELIVER = "deliver"  # hand to the application
+    DUPLICATE = "duplicate"  # already handed over: drop
+    GAP = "gap"  # something is missing: drop, and rejoin with `since` to fill it
+    RESYNC = "resync"  # a new epoch: hand over, and tell the application to reload
+
+
+@dataclass(slots=True)
+class RoomStream:
+    epoch: str | None = None
+    seq: int = 0
+
+    @property
+    def position(self) -> dict[str, Any] | None:
+        return {"epoch": self.epoch, "seq": self.seq} if self.epoch is not None else None
+
+    def offer(self, envelope: dict[str, Any]) -> Decision:
+        """Decide about one sequenced event, and advance when it is handed over."""
+        epoch, seq = envelope["epoch"], int(envelope["seq"])
+        if self.epoch is None:
+            self.epoch, self.seq = epoch, seq
+            return Decision.DELIVER
+        if epoch != self.epoch:
+            self.epoch, self.seq = epoch, seq
+            return Decision.RESYNC
+        if seq <= self.seq:
+            return Decision.DUPLICATE
+        skipped = int(envelope.get("skipped") or 0)
+        if seq == self.seq + 1 + skipped:
+            self.seq = seq
+            return Decision.DELIVER
+        return Decision.GAP
+
+    def joined(self, ack: dict[str, Any]) -> bool:
+        """Take a join ack into account; True when the application must reload state.
+
+        Replayed events pass through `offer` before the ack arrives, so a recovered
+        ack only confirms the position; `recovered: false` (or another epoch) means
+        what the application holds can no longer be brought up to date.
+        """
+        epoch, seq = ack["epoch"], int(ack["seq"])
+        had_position = self.epoch is not None
+        resync = had_position and (not ack.get("recovered", True) or epoch != self.epoch)
+        if resync or not had_position:
+            self.epoch, self.seq = epoch, seq
+        elif seq > self.seq:
+            self.seq = seq
+        return resync
