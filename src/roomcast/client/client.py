@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import socketio
 
 from .backoff import Backoff
@@ -89,6 +90,7 @@ class RoomcastClient:
         self._runner: asyncio.Task[None] | None = None
         self._rejoining: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._http: aiohttp.ClientSession | None = None  # shared by every connection attempt
         self.url: str | None = None  # the server of the current connection
         self.connections = 0  # successful connections so far
 
@@ -125,6 +127,9 @@ class RoomcastClient:
         if self._sio is not None and self._sio.connected:
             await self._sio.disconnect()
         self._sio = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def join(self, room: str, token: str | None = None) -> dict[str, Any]:
         """Join a room (remembered: rejoined with `since` after every reconnect)."""
@@ -272,7 +277,11 @@ class RoomcastClient:
                 await asyncio.sleep(self._backoff.next())
 
     def _new_socket(self) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False)
+        # One aiohttp session owned here: sockets that die or fail to connect leave
+        # nothing open behind them.
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        sio = socketio.AsyncClient(reconnection=False, http_session=self._http)
         sio.on("*", self._on_event)
         sio.on("disconnect", self._on_disconnect)
         return sio
