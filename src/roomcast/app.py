@@ -189,9 +189,7 @@ class Roomcast:
                 await self.broker.expire_leases()
                 for change in await self.presence.reap_dead():
                     await self._announce_departure(change)
-                sweep = getattr(self.broker, "sweep", None)
-                if sweep is not None:
-                    sweep()
+                self.broker.sweep()
                 self.gateway.prune()
             except RoomcastError as exc:
                 self.log.warning("housekeeping.failed", code=exc.code, error=exc.message)
@@ -216,10 +214,8 @@ class Roomcast:
             "outlet": self.outlet.size(),
             "fanout_rooms": self.fanout.room_count(),
             "subscriptions": self.rooms.subscriptions.size(),
+            "presence": self.presence.size(),
         }
-        size = getattr(self.presence, "size", None)
-        if size is not None:
-            sizes["presence"] = size()
         return sizes
 
 

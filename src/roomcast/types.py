@@ -6,7 +6,7 @@ service to transport) and must not be mutated by whoever receives them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 JSON = dict[str, Any]
@@ -160,6 +160,4 @@ class InstanceInfo:
 class Counters:
     """Per-instance totals shown by /api/v1/stats (mutable, owned by one app)."""
 
-    events_in: int = 0
     events_out: int = 0
-    extra: dict[str, int] = field(default_factory=dict)

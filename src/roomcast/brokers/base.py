@@ -115,6 +115,9 @@ class Broker(Protocol):
     async def ping(self) -> None:
         """Raise BrokerUnavailable unless the backend answers."""
 
+    def sweep(self) -> int:
+        """Forget local state that expired (rooms, idempotency keys); returns how much."""
+
     @property
     def listening(self) -> bool:
         """True while deliveries can reach this instance (its subscription is up)."""

@@ -93,6 +93,9 @@ class RedisBroker:
     async def ping(self) -> None:
         await self._call(self._redis.ping())
 
+    def sweep(self) -> int:
+        return 0  # Redis expires keys itself
+
     @property
     def listening(self) -> bool:
         """True while the pub/sub listener is connected."""

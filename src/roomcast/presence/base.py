@@ -44,3 +44,6 @@ class PresenceStore(Protocol):
 
     async def reap_dead(self) -> list[PresenceChange]:
         """Remove dead instances' entries; one change for each user who thereby left."""
+
+    def size(self) -> int:
+        """Entries this instance holds in memory, for leak checks."""
