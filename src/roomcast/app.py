@@ -123,7 +123,7 @@ class Roomcast:
         self.broadcast = EventBroadcastService(
             self.broker, kinds=self.kinds, event_types=self.event_types, metrics=self.metrics
         )
-        self.readiness = Readiness(self.broker, self.gateway)
+        self.readiness = Readiness(self.broker, self.gateway, settings.instance_id)
         self._tasks: list[asyncio.Task[None]] = []
 
     # callbacks from the fan-out (synchronous, on the hot path's edge) --------------
@@ -183,7 +183,7 @@ class Roomcast:
     async def _housekeeping(self) -> None:
         """Expire leases, forget idle rooms and buckets, check the delivery canary."""
         while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)  # the tick of a periodic task
             try:
                 await self.presence.heartbeat(len(self.gateway.connections))
                 await self.broker.expire_leases()
@@ -192,8 +192,10 @@ class Roomcast:
                 self.broker.sweep()
                 self.gateway.prune()
             except RoomcastError as exc:
+                raise_if_cancelling()
                 self.log.warning("housekeeping.failed", code=exc.code, error=exc.message)
             await self.readiness.probe()
+            raise_if_cancelling()
 
     async def _announce_departure(self, change: PresenceChange) -> None:
         """A reaped user left a room: tell the room, and end that user's leases there."""
@@ -217,6 +219,18 @@ class Roomcast:
             "presence": self.presence.size(),
         }
         return sizes
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library turned into another error.
+
+    redis-py may report a cancelled read as a connection error; a loop that
+    survives connection errors would then swallow its own cancellation and never
+    end, and the application's shutdown would wait on it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def create_app(

@@ -64,5 +64,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         proxy_headers=bool(settings.trusted_proxy_list),
         forwarded_allow_ips=settings.trusted_proxy_list or None,
         lifespan="on",
+        # The drain has already closed every Socket.IO connection; do not wait
+        # forever on a peer that never completes its close handshake.
+        timeout_graceful_shutdown=10,
     )
     await DrainingServer(config, runtime).serve()

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ..config import Settings
+from ..errors import RoomcastError
+from ..protocol.events import EventTypes
+from ..rooms.names import RoomKinds
 from ..types import JSON
 from .service import EventBroadcastService, Published
 
@@ -24,14 +27,23 @@ DEFAULT_TIMEOUT = 10.0
 class BlockingEventBroadcastService:
     """The methods of EventBroadcastService, blocking; safe to call from any thread."""
 
-    def __init__(self, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kinds: RoomKinds | None = None,
+        event_types: EventTypes | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self._timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="roomcast-broadcast", daemon=True
         )
         self._thread.start()
-        self._service = EventBroadcastService.from_settings(settings)
+        self._service = EventBroadcastService.from_settings(
+            settings, kinds=kinds, event_types=event_types
+        )
         started = False
         try:
             self._run(self._service.start())
@@ -41,8 +53,14 @@ class BlockingEventBroadcastService:
                 self.close()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BlockingEventBroadcastService:
-        return cls(settings)
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        kinds: RoomKinds | None = None,
+        event_types: EventTypes | None = None,
+    ) -> BlockingEventBroadcastService:
+        return cls(settings, kinds=kinds, event_types=event_types)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._timeout)
@@ -50,6 +68,10 @@ class BlockingEventBroadcastService:
     def publish(self, room: str, type: str, data: JSON, **kwargs: Any) -> Published:
         """See EventBroadcastService.publish; raises the same errors."""
         return self._run(self._service.publish(room, type, data, **kwargs))
+
+    def publish_many(self, events: Sequence[JSON]) -> list[Published | RoomcastError]:
+        """See EventBroadcastService.publish_many."""
+        return self._run(self._service.publish_many(events))
 
     def detection_event(self, test_session_id: str, **kwargs: Any) -> Published:
         return self._run(self._service.detection_event(test_session_id, **kwargs))

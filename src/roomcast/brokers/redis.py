@@ -31,6 +31,8 @@ from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome
 from .redis_keys import KeyLayout
 
 T = TypeVar("T")
+# Error replies that mean "Redis cannot take this now", not "this request is wrong".
+UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
 OPERATION_TIMEOUT = 3.0
 RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 BINDING_TTL_SECONDS = 30 * 86400
@@ -111,7 +113,7 @@ class RedisBroker:
         except TimeoutError:
             raise BrokerUnavailable("Redis did not answer in time") from None
         except ResponseError as exc:
-            if str(exc).startswith(("READONLY", "LOADING", "MASTERDOWN")):
+            if str(exc).startswith(UNAVAILABLE_REPLIES):
                 raise BrokerUnavailable(f"Redis is not writable: {exc}") from None
             raise
         except (RedisError, OSError) as exc:
@@ -300,6 +302,9 @@ class RedisBroker:
                             self._log.info("broker.resubscribed", rooms=len(self._rooms))
                             await self._catch_up()
             except (RedisError, OSError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # redis-py turned it into an error
                 self._connected.clear()
                 delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
                 failures += 1

@@ -13,6 +13,8 @@ room's script touches one slot and the layout can move to Redis Cluster.
     {prefix}:{<room>}:pnames     hash   user id -> display name
     {prefix}:{u:<user>}:conns    hash   connection id -> instance id
     {prefix}:instances           zset   instance id -> last heartbeat (ms)
+    {prefix}:instances:conns     hash   instance id -> its connections (for stats)
+    {prefix}:instances:reaping:<id> string which survivor reaps a dead instance
     {prefix}:inst:<id>:rooms     set    rooms where the instance has presence
     {prefix}:inst:<id>:users     set    users with a connection on the instance
     {prefix}:lease_expiry        zset   "<room> <annotation id>" -> expiry (ms)

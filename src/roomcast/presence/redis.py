@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -44,6 +45,11 @@ class RedisPresenceStore:
         self._local_rooms: dict[str, int] = {}  # room -> this instance's entries there
         self._local_users: dict[str, int] = {}  # user -> this instance's connections
         self._refreshed_at = time.monotonic()
+        # Since when heartbeats have been getting through (None: the last one failed).
+        self._healthy_since: float | None = None
+        # Removals that failed while Redis was unreachable, retried by reap_dead.
+        self._pending: deque[tuple[str, str, str]] = deque(maxlen=100_000)  # (room|"", user, conn)
+        self._leftovers_checked = False
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
@@ -78,14 +84,21 @@ class RedisPresenceStore:
         return PresenceChange(room, member if int(first) else None, None, int(count))
 
     async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
-        left_flag, name, count = await self._call(
-            self._remove(keys=self._room_keys(room), args=[self._conn(conn_id), user_id])
-        )
         remaining = self._local_rooms.get(room, 0) - 1
         if remaining > 0:
             self._local_rooms[room] = remaining
         else:
             self._local_rooms.pop(room, None)
+        try:
+            return await self._remove_entry(room, user_id, conn_id)
+        except BrokerUnavailable:
+            self._pending.append((room, user_id, conn_id))
+            raise
+
+    async def _remove_entry(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
+        left_flag, name, count = await self._call(
+            self._remove(keys=self._room_keys(room), args=[self._conn(conn_id), user_id])
+        )
         left = Member(user_id, name or None, 0) if int(left_flag) else None
         return PresenceChange(room, None, left, int(count))
 
@@ -126,12 +139,16 @@ class RedisPresenceStore:
         return True
 
     async def unregister_connection(self, user_id: str, conn_id: str) -> None:
-        await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
         remaining = self._local_users.get(user_id, 0) - 1
         if remaining > 0:
             self._local_users[user_id] = remaining
         else:
             self._local_users.pop(user_id, None)
+        try:
+            await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
+        except BrokerUnavailable:
+            self._pending.append(("", user_id, conn_id))
+            raise
 
     async def user_connections(self, user_id: str) -> int:
         n: int = await self._call(self._redis.hlen(self.keys.user_conns(user_id)))
@@ -160,9 +177,15 @@ class RedisPresenceStore:
                         pipe.expire(key, ENTRY_TTL_SECONDS)
                 for user in self._local_users:
                     pipe.expire(self.keys.user_conns(user), ENTRY_TTL_SECONDS)
-            await self._call(pipe.execute())
-            if refresh:
-                self._refreshed_at = time.monotonic()
+            try:
+                await self._call(pipe.execute())
+            except BrokerUnavailable:
+                self._healthy_since = None
+                raise
+        if self._healthy_since is None:
+            self._healthy_since = time.monotonic()
+        if refresh:
+            self._refreshed_at = time.monotonic()
 
     async def instances(self) -> list[InstanceInfo]:
         cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
@@ -176,34 +199,67 @@ class RedisPresenceStore:
         ]
 
     async def reap_dead(self) -> list[PresenceChange]:
-        """Remove the entries of instances that stopped heartbeating.
+        """Remove what dead instances (and this one, earlier) left behind.
 
-        Returns a presence change for each user that thereby left a room. Of
-        several instances reaping at once, each dead instance is claimed by one.
+        Returns a presence change for each user that thereby left a room. Other
+        instances are judged only after this one has heartbeated for DEAD_AFTER
+        seconds in a row: after a Redis outage nobody's heartbeat got through, and
+        the live must not be reaped as dead. Of several survivors, one reaps each.
         """
+        changes = await self._retry_pending()
+        if not self._leftovers_checked and self._healthy_since is not None:
+            self._leftovers_checked = True
+            if not self._local_rooms and not self._local_users:
+                # A process that reuses a crashed one's instance id owns its leftovers.
+                changes += await self._reap_instance(self._instance)
+        healthy = self._healthy_since
+        if healthy is None or time.monotonic() - healthy < DEAD_AFTER_SECONDS:
+            return changes
         cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
         dead = await self._call(self._redis.zrangebyscore(self.keys.instances, "-inf", cutoff))
-        changes: list[PresenceChange] = []
         for instance_id in dead:
-            claim = f"{self.keys.instances}:reaping:{instance_id}"
-            if not await self._call(self._redis.set(claim, self._instance, nx=True, ex=30)):
+            if instance_id == self._instance:
                 continue
-            prefix = f"{instance_id}|"
-            rooms_key = self.keys.instance_rooms(instance_id)
-            for room in await self._call(self._redis.smembers(rooms_key)):
-                out = await self._call(self._reap_room(keys=self._room_keys(room), args=[prefix]))
-                count = int(out[0])
-                for i in range(1, len(out), 2):
-                    left = Member(out[i], out[i + 1] or None, 0)
-                    changes.append(PresenceChange(room, None, left, count))
-            users_key = self.keys.instance_users(instance_id)
-            for user in await self._call(self._redis.smembers(users_key)):
-                await self._call(self._reap_user(keys=[self.keys.user_conns(user)], args=[prefix]))
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.delete(rooms_key, users_key)
+            claim = f"{self.keys.instances}:reaping:{instance_id}"
+            if await self._call(self._redis.set(claim, self._instance, nx=True, ex=30)):
+                changes += await self._reap_instance(instance_id)
+        return changes
+
+    async def _retry_pending(self) -> list[PresenceChange]:
+        changes: list[PresenceChange] = []
+        while self._pending:
+            room, user_id, conn_id = self._pending[0]
+            if room:
+                change = await self._remove_entry(room, user_id, conn_id)
+                if change.left is not None:
+                    changes.append(change)
+            else:
+                await self._call(
+                    self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id))
+                )
+            self._pending.popleft()
+        return changes
+
+    async def _reap_instance(self, instance_id: str) -> list[PresenceChange]:
+        changes: list[PresenceChange] = []
+        prefix = f"{instance_id}|"
+        rooms_key = self.keys.instance_rooms(instance_id)
+        for room in await self._call(self._redis.smembers(rooms_key)):
+            out = await self._call(self._reap_room(keys=self._room_keys(room), args=[prefix]))
+            count = int(out[0])
+            for i in range(1, len(out), 2):
+                changes.append(
+                    PresenceChange(room, None, Member(out[i], out[i + 1] or None, 0), count)
+                )
+        users_key = self.keys.instance_users(instance_id)
+        for user in await self._call(self._redis.smembers(users_key)):
+            await self._call(self._reap_user(keys=[self.keys.user_conns(user)], args=[prefix]))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(rooms_key, users_key)
+            if instance_id != self._instance:
                 pipe.zrem(self.keys.instances, instance_id)
                 pipe.hdel(f"{self.keys.instances}:conns", instance_id)
-                await self._call(pipe.execute())
+            await self._call(pipe.execute())
         return changes
 
     def size(self) -> int:

@@ -19,9 +19,14 @@ class _Draining(Protocol):
 
 class Readiness:
     def __init__(
-        self, broker: Broker, gateway: _Draining, clock: Callable[[], float] = time.monotonic
+        self,
+        broker: Broker,
+        gateway: _Draining,
+        instance_id: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
+        self._instance = instance_id
         self._gateway = gateway
         self._clock = clock
         self._sent = 0
@@ -33,13 +38,17 @@ class Readiness:
         try:
             await self._broker.ping()
             self._sent += 1
-            await self._broker.publish_control({"kind": "canary", "n": self._sent})
+            await self._broker.publish_control(
+                {"kind": "canary", "instance": self._instance, "n": self._sent}
+            )
             self._broker_error = None
         except RoomcastError as exc:
             self._broker_error = exc.message
 
     def heard(self, message: dict[str, object]) -> None:
-        self._heard_at = self._clock()
+        """A canary came back; only this instance's own proves its subscription works."""
+        if message.get("instance") == self._instance:
+            self._heard_at = self._clock()
 
     async def check(self) -> str | None:
         """None when ready; otherwise why not, for /readyz (pings the broker now)."""

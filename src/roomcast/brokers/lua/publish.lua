@@ -61,6 +61,9 @@ if ARGV[12] == '1' then
 end
 
 local envelope = append(epoch, seq, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], data)
+-- Annotation state lives as long as the room's stream does.
+redis.call('EXPIRE', versions, ttl)
+redis.call('EXPIRE', leases, ttl)
 if idem_ttl > 0 then
   redis.call('SET', idem, envelope, 'EX', idem_ttl)
 end

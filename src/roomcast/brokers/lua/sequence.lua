@@ -16,19 +16,18 @@ local function server_run_id()
   return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 end
 
--- Returns epoch, head seq; starts a new epoch (and drops the old history) when
--- the room is new, expired, or was last written by another server.
+-- Returns epoch, head seq; starts a new epoch (at seq 0, the old history dropped)
+-- when the room is new, expired, or was last written by another server.
 local function current_stream()
   local state = redis.call('HMGET', meta, 'epoch', 'seq', 'node')
   local node = server_run_id()
   if state[1] and state[3] == node then
     return state[1], tonumber(state[2])
   end
-  local seq = tonumber(state[2] or '0')
   redis.call('DEL', hist)
-  redis.call('HSET', meta, 'epoch', new_epoch, 'seq', seq, 'node', node)
+  redis.call('HSET', meta, 'epoch', new_epoch, 'seq', 0, 'node', node)
   redis.call('EXPIRE', meta, ttl)
-  return new_epoch, seq
+  return new_epoch, 0
 end
 
 -- Sequence, store and publish one event; returns the envelope (JSON text).
