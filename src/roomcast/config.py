@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(600, ge=1)
     client_publishable_types: str = "annotation_update"
     drain_batch_size: int = Field(500, ge=1)
+    instance_dead_after_seconds: float = Field(
+        10.0, gt=0, description="seconds without a heartbeat before an instance is reaped"
+    )
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod

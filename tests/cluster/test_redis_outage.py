@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -94,3 +96,38 @@ async def test_listener_resubscribes_promptly_and_fills_the_gap(
             assert got == seqs == list(range(1, 21))
         finally:
             await client.close()
+
+
+async def test_a_redis_stall_longer_than_dead_after_reaps_no_live_instance(
+    cluster_settings: Any, redis: RedisServer
+) -> None:
+    """Nobody's heartbeat gets through a stall, so nobody may be judged dead by it."""
+    fast = {"instance_dead_after_seconds": 1.5}
+    async with (
+        running_server(cluster_settings(1, **fast)) as a,
+        running_server(cluster_settings(2, **fast)) as b,
+    ):
+        watcher = await a.client("w", projects=["p"])
+        other = await b.client("o", projects=["p"])
+        try:
+            assert (await watcher.call("join", {"room": "project_p"}))["ok"]
+            assert (await other.call("join", {"room": "project_p"}))["ok"]
+            os.kill(redis.pid, signal.SIGSTOP)  # Redis stalls, its data intact
+            try:
+                await asyncio.sleep(3)  # the stall itself: longer than dead-after
+            finally:
+                os.kill(redis.pid, signal.SIGCONT)
+            async with httpx.AsyncClient(base_url=a.url, headers=a.api_headers) as http:
+                await _until_ready(http)
+                # Give the survivors' reapers several full dead-after periods.
+                for _ in range(4):
+                    await asyncio.sleep(1.0)  # time passing is the point of this test
+                    presence = (await http.get("/api/v1/rooms/project_p/presence")).json()
+                    assert {m["user_id"] for m in presence["members"]} == {"w", "o"}
+                stats = (await http.get("/api/v1/stats")).json()["cluster"]
+                assert stats["instances_alive"] == 2
+            left = [d for n, d in watcher.log if n == "presence" and d["left"]]
+            assert left == []
+        finally:
+            await watcher.close()
+            await other.close()

@@ -97,6 +97,8 @@ async def test_failover_resumes_publishing_and_never_reuses_a_position(
                 for epoch in epochs:
                     seqs = [e["seq"] for e in events if e["epoch"] == epoch]
                     assert seqs == sorted(set(seqs))  # in order, no duplicate
+                if len(epochs) > 1:  # a new epoch counts from 1 again
+                    assert min(e["seq"] for e in events if e["epoch"] == epochs[-1]) == 1
                 # Rejoin from the last position before the failover: recovered or told.
                 first_epoch = epochs[0]
                 before = max(e["seq"] for e in events if e["epoch"] == first_epoch)

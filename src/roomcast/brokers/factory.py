@@ -41,6 +41,9 @@ def make_stores(settings: Settings) -> tuple[Broker, PresenceStore]:
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
     )
     presence = RedisPresenceStore(
-        client, prefix=settings.key_prefix, instance_id=settings.instance_id
+        client,
+        prefix=settings.key_prefix,
+        instance_id=settings.instance_id,
+        dead_after_seconds=settings.instance_dead_after_seconds,
     )
     return broker, presence

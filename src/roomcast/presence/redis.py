@@ -31,7 +31,15 @@ OPERATION_TIMEOUT = 3.0
 
 
 class RedisPresenceStore:
-    def __init__(self, client: Any, *, prefix: str, instance_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        instance_id: str,
+        dead_after_seconds: float = DEAD_AFTER_SECONDS,
+    ) -> None:
+        self._dead_after = dead_after_seconds
         # redis-py's return types are unions of bytes and str whatever the decoding;
         # with decode_responses=True every reply here is str, so the client is Any.
         self._redis: Any = client
@@ -42,11 +50,14 @@ class RedisPresenceStore:
         self._reap_room = client.register_script(lua_presence.REAP_ROOM)
         self._register = client.register_script(lua_presence.REGISTER)
         self._reap_user = client.register_script(lua_presence.REAP_USER)
+        self._heartbeat = client.register_script(lua_presence.HEARTBEAT)
         self._local_rooms: dict[str, int] = {}  # room -> this instance's entries there
         self._local_users: dict[str, int] = {}  # user -> this instance's connections
         self._refreshed_at = time.monotonic()
         # Since when heartbeats have been getting through (None: the last one failed).
         self._healthy_since: float | None = None
+        self._last_ok: float | None = None
+        self._server_now_ms = 0  # Redis's clock at the last heartbeat
         # Removals that failed while Redis was unreachable, retried by reap_dead.
         self._pending: deque[tuple[str, str, str]] = deque(maxlen=100_000)  # (room|"", user, conn)
         self._leftovers_checked = False
@@ -158,10 +169,10 @@ class RedisPresenceStore:
 
     async def heartbeat(self, connections: int) -> None:
         """Say this instance is alive, and keep its keys' TTLs fresh."""
-        now = int(time.time() * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.instances, {self._instance: now})
-            pipe.expire(self.keys.instances, ENTRY_TTL_SECONDS)
+            await self._heartbeat(  # queued in the pipeline
+                keys=[self.keys.instances], args=[self._instance, ENTRY_TTL_SECONDS], client=pipe
+            )
             pipe.hset(f"{self.keys.instances}:conns", self._instance, connections)
             pipe.expire(f"{self.keys.instances}:conns", ENTRY_TTL_SECONDS)
             for key in (
@@ -178,17 +189,30 @@ class RedisPresenceStore:
                 for user in self._local_users:
                     pipe.expire(self.keys.user_conns(user), ENTRY_TTL_SECONDS)
             try:
-                await self._call(pipe.execute())
+                results = await self._call(pipe.execute())
             except BrokerUnavailable:
                 self._healthy_since = None
                 raise
-        if self._healthy_since is None:
-            self._healthy_since = time.monotonic()
+        self._server_now_ms = int(results[0])
+        now = time.monotonic()
+        # Healthy means heartbeats got through steadily: a stall (a heartbeat that
+        # took long, or a long pause between two) starts the count again.
+        if (
+            self._healthy_since is None
+            or self._last_ok is None
+            or now - self._last_ok > self._dead_after / 2
+        ):
+            self._healthy_since = now
+        self._last_ok = now
         if refresh:
             self._refreshed_at = time.monotonic()
 
+    async def _server_ms(self) -> int:
+        seconds, micros = await self._call(self._redis.time())
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def instances(self) -> list[InstanceInfo]:
-        cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
+        cutoff = await self._server_ms() - int(self._dead_after * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(self.keys.instances, cutoff, "+inf", withscores=True)
             pipe.hgetall(f"{self.keys.instances}:conns")
@@ -213,9 +237,9 @@ class RedisPresenceStore:
                 # A process that reuses a crashed one's instance id owns its leftovers.
                 changes += await self._reap_instance(self._instance)
         healthy = self._healthy_since
-        if healthy is None or time.monotonic() - healthy < DEAD_AFTER_SECONDS:
+        if healthy is None or time.monotonic() - healthy < self._dead_after:
             return changes
-        cutoff = int((time.time() - DEAD_AFTER_SECONDS) * 1000)
+        cutoff = self._server_now_ms - int(self._dead_after * 1000)
         dead = await self._call(self._redis.zrangebyscore(self.keys.instances, "-inf", cutoff))
         for instance_id in dead:
             if instance_id == self._instance:
