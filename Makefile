@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean system-deps
+.PHONY: run test test-js lint typecheck bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,30 @@ run: $(STAMP)
 
 # Tests start their own redis-server and Sentinel processes on free ports; on a
 # fresh Debian machine the binary comes from Debian's package.
+# The JavaScript client's tests need Node.js and npm.
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (Debian package)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
-	  || sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'; }
+	  apt-get update -qq && $(APT_INSTALL) redis-server; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing nodejs and npm (Debian packages)"; \
+	  apt-get update -qq && $(APT_INSTALL) nodejs npm; }
+
+clients/js/node_modules: clients/js/package-lock.json | system-deps
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	touch clients/js/node_modules
+
+test-js: $(STAMP) clients/js/node_modules
+	cd clients/js && npm test
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-js
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
