@@ -9,6 +9,8 @@ import statistics
 import time
 from typing import Any
 
+import httpx
+
 from roomcast.client import RoomcastClient
 from tests.support.instances import RoomcastProcess
 from tests.support.redis_procs import RedisServer
@@ -71,8 +73,6 @@ async def test_sigkill_two_hundred_clients_lose_nothing(redis: RedisServer) -> N
             stop = asyncio.Event()
 
             async def publish() -> None:
-                import httpx
-
                 async with httpx.AsyncClient(base_url=b.url, headers=b.api_headers) as http:
                     for i in range(400):
                         if stop.is_set():
@@ -111,13 +111,20 @@ async def test_sigkill_two_hundred_clients_lose_nothing(redis: RedisServer) -> N
             moved = [w for w in clients if w.reconnected_at is not None]
             assert len(moved) >= 90  # half of them were on the killed instance
             assert all(w.client.url == b.url for w in clients)
+            async with httpx.AsyncClient(base_url=b.url) as http:
+                metrics = (await http.get("/metrics")).text
+            replayed = sum(
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("roomcast_replayed_events_total")
+            )
             times = sorted(w.reconnected_at - killed_at for w in moved)  # type: ignore[operator]
             p50 = statistics.median(times)
             p99 = times[int(len(times) * 0.99) - 1]
             print(
                 f"{len(moved)} clients moved: reconnect p50 {p50:.2f} s, p99 {p99:.2f} s; "
-                f"{expected} events each, lost {lost}, duplicated {duplicated}, "
-                f"reordered {reordered}"
+                f"{expected} events each, {replayed:.0f} replayed by the survivor, "
+                f"lost {lost}, duplicated {duplicated}, reordered {reordered}"
             )
         finally:
             await asyncio.gather(*(w.client.close() for w in clients))
