@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from importlib.resources import files
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from ..errors import BrokerUnavailable, Conflict, Locked
 from ..history.recovery import decide
@@ -28,12 +28,10 @@ from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome
+from .redis_client import call
 from .redis_keys import KeyLayout
 
-T = TypeVar("T")
-# Error replies that mean "Redis cannot take this now", not "this request is wrong".
-UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
-OPERATION_TIMEOUT = 3.0
+OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
 RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 BINDING_TTL_SECONDS = 30 * 86400
 
@@ -93,7 +91,7 @@ class RedisBroker:
         await self._redis.aclose()
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping())
+        await call(self._redis.ping())
 
     def sweep(self) -> int:
         return 0  # Redis expires keys itself
@@ -104,20 +102,6 @@ class RedisBroker:
         return self._pubsub is not None
 
     # calls -------------------------------------------------------------------------
-
-    async def _call(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call with a deadline; any failure to reach Redis is BrokerUnavailable."""
-        try:
-            async with asyncio.timeout(OPERATION_TIMEOUT):
-                return await awaitable
-        except TimeoutError:
-            raise BrokerUnavailable("Redis did not answer in time") from None
-        except ResponseError as exc:
-            if str(exc).startswith(UNAVAILABLE_REPLIES):
-                raise BrokerUnavailable(f"Redis is not writable: {exc}") from None
-            raise
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis unreachable: {exc}") from None
 
     def _room_keys(self, room: str) -> list[str]:
         k = self.keys.room(room)
@@ -149,7 +133,7 @@ class RedisBroker:
             "" if write is None or write.fencing_token is None else write.fencing_token,
         ]
         keys = [*self._room_keys(command.room), k.versions, k.leases, idem_key or k.meta]
-        result = await self._call(self._publish(keys=keys, args=args))
+        result = await call(self._publish(keys=keys, args=args))
         status = int(result[0])
         if status == 2:
             raise _guard_error(result[1], result[2], write.annotation_id if write else "")
@@ -157,13 +141,11 @@ class RedisBroker:
         return PublishOutcome(publication, duplicate=status == 1)
 
     async def position(self, room: str) -> StreamPosition:
-        epoch, seq = await self._call(
-            self._position(keys=self._room_keys(room), args=self._prelude())
-        )
+        epoch, seq = await call(self._position(keys=self._room_keys(room), args=self._prelude()))
         return StreamPosition(epoch, int(seq))
 
     async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
-        result = await self._call(
+        result = await call(
             self._history(keys=self._room_keys(room), args=[*self._prelude(), since_seq, limit])
         )
         epoch, head, oldest = result[0], int(result[1]), int(result[2])
@@ -175,10 +157,10 @@ class RedisBroker:
 
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
-        await self._call(self._redis.publish(self.keys.room(room).channel, payload))
+        await call(self._redis.publish(self.keys.room(room).channel, payload))
 
     async def publish_control(self, message: JSON) -> None:
-        await self._call(self._redis.publish(self.keys.control, json.dumps(message)))
+        await call(self._redis.publish(self.keys.control, json.dumps(message)))
 
     # leases ------------------------------------------------------------------------
 
@@ -196,7 +178,7 @@ class RedisBroker:
             user,
             ttl,
         ]
-        result: list[Any] = await self._call(
+        result: list[Any] = await call(
             self._lease(keys=[*self._room_keys(room), k.leases], args=args)
         )
         if int(result[0]) == 2:
@@ -209,7 +191,7 @@ class RedisBroker:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
             pipe.expire(self.keys.lease_expiry, self._ttl)
-            await self._call(pipe.execute())
+            await call(pipe.execute())
         publication = Publication.from_envelope(json.loads(result[2]))
         return LockOutcome(lease, publication)
 
@@ -224,7 +206,7 @@ class RedisBroker:
 
     async def expire_leases(self) -> list[Publication]:
         now = int(time.time() * 1000)
-        due = await self._call(
+        due = await call(
             self._redis.zrangebyscore(self.keys.lease_expiry, "-inf", now, start=0, num=200)
         )
         released: list[Publication] = []
@@ -232,11 +214,11 @@ class RedisBroker:
             result = await self._lease_call(room, "expire", "", None, "", 0)
             released.extend(Publication.from_envelope(json.loads(e)) for e in result[1:])
         if due:
-            await self._call(self._redis.zrem(self.keys.lease_expiry, *due))
+            await call(self._redis.zrem(self.keys.lease_expiry, *due))
         return released
 
     async def leases(self, room: str) -> list[Lease]:
-        raw = await self._call(self._redis.hgetall(self.keys.room(room).leases))
+        raw = await call(self._redis.hgetall(self.keys.room(room).leases))
         now = int(time.time() * 1000)
         leases = [_lease(room, json.loads(v)) for v in raw.values()]
         return sorted(
@@ -248,10 +230,10 @@ class RedisBroker:
 
     async def bind(self, room: str, project_id: str) -> None:
         key = self.keys.room(room).bind
-        await self._call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
+        await call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
 
     async def binding(self, room: str) -> str | None:
-        value: str | None = await self._call(self._redis.get(self.keys.room(room).bind))
+        value: str | None = await call(self._redis.get(self.keys.room(room).bind))
         return value
 
     # subscriptions -------------------------------------------------------------------
@@ -267,8 +249,8 @@ class RedisBroker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
-            await self._call(self._pubsub.subscribe(channel))
-            await self._call(asyncio.shield(future))
+            await call(self._pubsub.subscribe(channel))
+            await call(asyncio.shield(future))
         except BrokerUnavailable:
             self._rooms.discard(room)
             raise
@@ -281,7 +263,7 @@ class RedisBroker:
         self._last.pop(room, None)
         if self._pubsub is not None:
             with contextlib.suppress(BrokerUnavailable):
-                await self._call(self._pubsub.unsubscribe(self.keys.room(room).channel))
+                await call(self._pubsub.unsubscribe(self.keys.room(room).channel))
 
     async def _listen(self) -> None:
         """Read pub/sub for the instance's lifetime, reconnecting promptly."""

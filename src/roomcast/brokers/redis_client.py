@@ -7,17 +7,24 @@ next command reconnects (through Sentinel, to whichever server is master now).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 from ..config import Settings
+from ..errors import BrokerUnavailable
 
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 2.0
+OPERATION_TIMEOUT = 3.0  # one call, its one retry included
+# Error replies that mean "Redis cannot take this now", not "this request is wrong".
+UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
 
 
 def connect(settings: Settings) -> Any:
@@ -39,3 +46,18 @@ def connect(settings: Settings) -> Any:
         )
         return sentinel.master_for(settings.redis_sentinel_master, **options)
     return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+async def call(awaitable: Awaitable[Any]) -> Any:
+    """Await a Redis call with a deadline; failing to reach Redis is BrokerUnavailable."""
+    try:
+        async with asyncio.timeout(OPERATION_TIMEOUT):
+            return await awaitable
+    except TimeoutError:
+        raise BrokerUnavailable("Redis did not answer in time") from None
+    except ResponseError as exc:
+        if str(exc).startswith(UNAVAILABLE_REPLIES):
+            raise BrokerUnavailable(f"Redis cannot take writes now: {exc}") from None
+        raise
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"Redis unreachable: {exc}") from None
