@@ -8,6 +8,10 @@ room and answers ``{"ok": true}``. The HTTP side is FastAPI and the server is
 uvicorn, like roomcast, so the comparison isolates what roomcast adds.
 
     python benchmarks/peers/plain_socketio.py PORT [--host 127.0.0.1] [--redis URL]
+        [--loop asyncio|uvloop|auto]
+
+The default event loop is the standard library's, as under ``roomcast serve``, so
+that the comparison is not about the loop implementation.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def build_app(redis_url: str | None = None) -> Any:
     manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
     sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
 
-    @sio.on("join")
+    @sio.on("join")  # type: ignore[untyped-decorator]
     async def join(sid: str, payload: Any) -> dict[str, Any]:
         room = payload.get("room") if isinstance(payload, dict) else None
         if not isinstance(room, str) or not room:
@@ -58,9 +62,17 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis", default=None, help="redis:// URL: use AsyncRedisManager")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"])
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.redis), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        build_app(args.redis),
+        host=args.host,
+        port=args.port,
+        loop=args.loop,
+        log_level=args.log_level,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":
