@@ -1197,9 +1197,9 @@ def render(args: argparse.Namespace, log: dict[str, Any], command: str) -> str:
         "room rules, sequencing or history. Event loops in this run (seen from the "
         "processes' memory maps): "
         + ", ".join(f"{name} {loop}" for name, loop in log["loops"].items())
-        + f" (`--baseline-loop {args.baseline_loop}`; by default the baseline uses the "
-        "standard asyncio loop, as `roomcast serve` does, so that the loop is not what is "
-        "compared). roomcast: "
+        + f" (`--baseline-loop {args.baseline_loop}`; by default the baseline uses uvloop, "
+        "as `roomcast serve` does where uvloop is installed, so that the loop is not what "
+        "is compared). roomcast: "
         "`roomcast serve` configured through `ROOMCAST_*` variables, with its per-connection "
         "rate limit and connect rate limit raised out of the way; subscribers authenticate "
         "with HS256 access tokens and join through the room rules.",
@@ -1439,9 +1439,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--baseline-loop",
-        default="asyncio",
+        default="uvloop",
         choices=["asyncio", "uvloop", "auto"],
-        help="event loop of the baseline server (default asyncio, as under roomcast serve)",
+        help="event loop of the baseline server (default uvloop, as under roomcast serve)",
     )
     args = p.parse_args(argv)
     if args.quick:

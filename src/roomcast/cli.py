@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import SecretStr, ValidationError
 
@@ -123,11 +123,21 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     try:
-        asyncio.run(serve(settings, demo=args.demo))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, demo=args.demo))
     except RoomcastError as exc:
         print(f"roomcast serve: {exc.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (it comes with uvicorn[standard]), as uvicorn would."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _print_demo(settings: Settings) -> None:
