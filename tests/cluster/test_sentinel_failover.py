@@ -89,6 +89,7 @@ async def test_failover_resumes_publishing_and_never_reuses_a_position(
                     ):
                         await client.next("detection_event")
                 events = [d for n, d in client.log if n == "detection_event"]
+                missed_live = {pub_id for pub_id, _, _ in acked} - {e["id"] for e in events}
                 for event in events:
                     assert (
                         seen.setdefault((event["epoch"], event["seq"]), event["id"]) == event["id"]
@@ -112,8 +113,9 @@ async def test_failover_resumes_publishing_and_never_reuses_a_position(
                     assert ack["epoch"] != first_epoch and ack["replayed"] == 0
                 print(
                     f"failover: resumed {resume_seconds:.1f} s after the kill, "
-                    f"{failures} publishes refused meanwhile, epochs seen {len(epochs)}, "
-                    f"recovered={ack['recovered']}"
+                    f"{failures} publishes refused meanwhile, {len(acked)} acknowledged, "
+                    f"{len(missed_live)} of them not received live, epochs seen {len(epochs)}, "
+                    f"rejoin from before the failover: recovered={ack['recovered']}"
                 )
         finally:
             for client in clients:
