@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(600, ge=1)
     client_publishable_types: str = "annotation_update"
     drain_batch_size: int = Field(500, ge=1)
+    ws_per_message_deflate: bool = Field(
+        False,
+        description="compress WebSocket messages (costs CPU per recipient on every broadcast)",
+    )
     instance_dead_after_seconds: float = Field(
         10.0, gt=0, description="seconds without a heartbeat before an instance is reaped"
     )

@@ -64,6 +64,9 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         proxy_headers=bool(settings.trusted_proxy_list),
         forwarded_allow_ips=settings.trusted_proxy_list or None,
         lifespan="on",
+        # Off by default: compressing is per recipient, so a broadcast to N browsers
+        # would deflate the same event N times.
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         # The drain has already closed every Socket.IO connection; do not wait
         # forever on a peer that never completes its close handshake.
         timeout_graceful_shutdown=10,
