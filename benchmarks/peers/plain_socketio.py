@@ -10,8 +10,8 @@ uvicorn, like roomcast, so the comparison isolates what roomcast adds.
     python benchmarks/peers/plain_socketio.py PORT [--host 127.0.0.1] [--redis URL]
         [--loop asyncio|uvloop|auto]
 
-The default event loop is the standard library's, as under ``roomcast serve``, so
-that the comparison is not about the loop implementation.
+The event loop is chosen with --loop; the benchmark passes the one ``roomcast serve``
+uses (uvloop where installed), so that the comparison is not about the loop.
 """
 
 from __future__ import annotations
