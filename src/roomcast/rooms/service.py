@@ -7,8 +7,6 @@ replies by the transport.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from ..annotations.rules import AnnotationWrite
@@ -46,7 +44,6 @@ class RoomService:
         lease_ttl_ms: int,
         lease_max_ttl_ms: int,
         join_hook: JoinHook | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._broker = broker
         self._presence = presence
@@ -62,7 +59,6 @@ class RoomService:
         self._lease_ttl = lease_ttl_ms
         self._lease_max_ttl = lease_max_ttl_ms
         self._hook = join_hook
-        self._clock = clock
         self.subscriptions = Subscriptions(broker)
 
     @property
