@@ -163,3 +163,39 @@ async def test_reconnect_stampede_is_spread_by_jitter(redis: RedisServer) -> Non
             assert all(w.client.url == b.url for w in clients)
         finally:
             await asyncio.gather(*(w.client.close() for w in clients))
+
+
+async def test_sigterm_drains_clients_to_the_other_instance(redis: RedisServer) -> None:
+    env = {"ROOMCAST_REDIS_URL": redis.url, "ROOMCAST_KEY_PREFIX": "dr"}
+    async with (
+        RoomcastProcess({**env, "ROOMCAST_INSTANCE_ID": "a"}) as a,
+        RoomcastProcess({**env, "ROOMCAST_INSTANCE_ID": "b"}) as b,
+    ):
+        clients = [_make([a.url, b.url], a, n, initial_delay=0.1) for n in range(10)]
+        try:
+            await asyncio.gather(*(w.client.connect() for w in clients))
+            for w in clients:
+                await w.client.join(ROOMS[0])
+            assert all(w.client.url == a.url for w in clients)
+            returncode = await a.aterminate()  # SIGTERM: drain, then exit
+            assert returncode == 0
+            for w in clients:
+                async with asyncio.timeout(15):
+                    while w.reconnected_at is None:
+                        w.progress.clear()
+                        await w.progress.wait()
+            async with httpx.AsyncClient(base_url=b.url, headers=b.api_headers) as http:
+                body = {
+                    "room": ROOMS[0],
+                    "type": "project_progress_update",
+                    "data": {"total": 1, "completed": 1, "percent": 100},
+                }
+                seq = (await http.post("/api/v1/publish", json=body)).json()["seq"]
+            for w in clients:
+                async with asyncio.timeout(10):
+                    while seq not in w.seqs[ROOMS[0]]:
+                        w.progress.clear()
+                        await w.progress.wait()
+                assert w.client.url == b.url and w.seqs[ROOMS[0]] == [seq]
+        finally:
+            await asyncio.gather(*(w.client.close() for w in clients))
