@@ -1,25 +1,21 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from roomcast import Settings
-from tests.support.redis_procs import RedisServer
+from tests.support.redis_procs import RedisServer, redis_server
 from tests.support.server import test_settings
 
 _prefixes = itertools.count()
 
 
 @pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def redis(redis_server: RedisServer) -> RedisServer:
+    """The cluster's Redis (the support module's fixture, under a shorter name)."""
+    return redis_server
 
 
 @pytest.fixture
@@ -37,3 +33,5 @@ def cluster_settings(redis: RedisServer) -> Any:
         )
 
     return make
+
+__all__ = ["redis_server"]  # imported so that pytest registers the fixture here
