@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import socketio
 import uvicorn
 
@@ -62,7 +63,11 @@ class Client:
     """A real python-socketio client that records every event it receives, in order."""
 
     def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+        # The client owns its aiohttp session and closes it in close(): left to
+        # python-socketio, a socket of a finished connection could outlive the test
+        # and surface as a ResourceWarning in a later one.
+        self.http = aiohttp.ClientSession()
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=self.http)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.log: list[tuple[str, Any]] = []
         self.disconnected = asyncio.Event()
@@ -94,6 +99,8 @@ class Client:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        if not self.http.closed:
+            await self.http.close()
 
 
 def free_socket() -> socket.socket:
