@@ -25,12 +25,12 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from roomcast.auth.tokens import mint_access_token
+from tests.support.lifecycle import Managed
 from tests.support.redis_procs import ProcessStartError, free_port
 from tests.support.server import API_KEY, SECRET
 
@@ -51,7 +51,7 @@ def _kill_leftovers() -> None:
         _LIVE.discard(proc)
 
 
-class RoomcastProcess:
+class RoomcastProcess(Managed):
     """`roomcast serve` in a child process; the given env is added over the defaults."""
 
     def __init__(self, env: Mapping[str, str] | None = None, port: int | None = None) -> None:
@@ -219,9 +219,6 @@ class RoomcastProcess:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
 
-    async def astart(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
     async def aterminate(self, timeout: float = STOP_TIMEOUT) -> int | None:
         return await asyncio.to_thread(self.terminate, timeout)
 
@@ -233,27 +230,9 @@ class RoomcastProcess:
 
     # -- context managers ------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def teardown(self) -> object:
         self.close()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        return None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import pytest
@@ -40,6 +39,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from tests.support.lifecycle import Managed
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 HOST = "127.0.0.1"
@@ -137,7 +138,7 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:]) or f"({path.name}: empty)"
 
 
-class _RedisProcess:
+class _RedisProcess(Managed):
     """One redis-server process (a server or a sentinel) in its own temporary directory."""
 
     kind = "redis-server"
@@ -243,9 +244,6 @@ class _RedisProcess:
             return None
         return _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
 
-    async def astart(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
     async def arestart(self) -> Self:
         return await asyncio.to_thread(self.restart)
 
@@ -304,29 +302,8 @@ class _RedisProcess:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    # -- context managers ------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
+    def teardown(self) -> object:
+        return self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -420,7 +397,7 @@ class SentinelProcess(_RedisProcess):
         return None if reply is None else (str(reply[0]), int(reply[1]))
 
 
-class SentinelCluster:
+class SentinelCluster(Managed):
     """A master, one replica of it, and three sentinels monitoring `mymaster` (quorum 2).
 
     `master` and `replica` follow the roles: after `wait_for_new_master` has seen a
@@ -562,9 +539,6 @@ class SentinelCluster:
         for proc in [*self.sentinel_procs, *reversed(self._servers)]:
             proc.stop()
 
-    async def astart(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
 
@@ -660,29 +634,8 @@ class SentinelCluster:
             return None
         return port if role and role[0] == "master" else None
 
-    # -- context managers ------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
+    def teardown(self) -> object:
+        return self.stop()
 
 
 async def _forward(pubsub: Any, events: asyncio.Queue[object]) -> None:
