@@ -120,23 +120,47 @@ class EventBroadcastService:
             write=write_guard(type, clean, user),
         )
 
-    async def publish_many(self, events: Sequence[JSON]) -> list[Published | RoomcastError]:
-        """Publish several events in order; each result is its Published or its error."""
-        results: list[Published | RoomcastError] = []
+    async def publish_many(
+        self, events: Sequence[JSON], *, source: str = "api"
+    ) -> list[Published | RoomcastError]:
+        """Publish several events; returns, in order, each one's Published or its error.
+
+        `events` are dicts shaped like HTTP publish bodies (room, type, data, actor?,
+        idempotency_key?). One event refused (invalid, Conflict, Locked) does not stop
+        the others. Each room's events are sequenced in the order given; over Redis
+        a whole batch takes a round trip or two instead of one per event. Never
+        raises a RoomcastError: a broker failure is BrokerUnavailable in the slots
+        of the events it left unwritten.
+        """
+        results: list[Published | RoomcastError | None] = []
+        commands: list[PublishCommand] = []
+        slots: list[int] = []
         for event in events:
             try:
-                results.append(
-                    await self.publish(
-                        event.get("room", ""),
-                        event.get("type", ""),
-                        event.get("data") or {},
-                        actor=event.get("actor"),
-                        idempotency_key=event.get("idempotency_key"),
-                    )
+                command = self._command(
+                    event.get("room", ""),
+                    event.get("type", ""),
+                    event.get("data") or {},
+                    event.get("actor"),
+                    event.get("idempotency_key"),
                 )
             except RoomcastError as exc:
                 results.append(exc)
-        return results
+                continue
+            slots.append(len(results))
+            results.append(None)
+            commands.append(command)
+        if commands:
+            outcomes = await self._broker.publish_many(commands)
+            for slot, command, outcome in zip(slots, commands, outcomes, strict=True):
+                if isinstance(outcome, RoomcastError):
+                    results[slot] = outcome
+                    continue
+                if self._metrics is not None and not outcome.duplicate:
+                    self._metrics.events_in.labels(command.type, source).inc()
+                pub = outcome.publication
+                results[slot] = Published(pub.id, pub.epoch, pub.seq)
+        return [r for r in results if r is not None]
 
     # typed helpers for the built-in types --------------------------------------------
     # Keyword arguments beyond the named ones become fields of the event's data.

@@ -5,6 +5,10 @@ Semantics every implementation keeps (the shared contract tests check them):
 - `publish` is one atomic step: check the idempotency key, check the guard (an
   annotation write, under its lease), assign the next seq in the room's epoch, append
   to history, deliver to every subscribed instance. Either all of it happens or none.
+- `publish_many` publishes each event as `publish` would, the events of one room
+  in the order given; one event refused (Conflict, Locked) or unwritten
+  (BrokerUnavailable) leaves the others alone. Events of different rooms are
+  independent: no order among rooms is promised.
 - An idempotency key seen within its TTL returns the first outcome, with
   `duplicate=True`, and delivers nothing.
 - Every instance subscribed to a room receives that room's publications in seq order.
@@ -21,10 +25,12 @@ Semantics every implementation keeps (the shared contract tests check them):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..annotations.rules import AnnotationWrite
+from ..errors import RoomcastError
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 
 
@@ -43,6 +49,9 @@ class PublishCommand:
 class PublishOutcome:
     publication: Publication
     duplicate: bool = False
+
+
+PublishResult = PublishOutcome | RoomcastError  # one event of publish_many
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,14 @@ class Broker(Protocol):
         """Sequence, store and deliver one event (see the module docstring).
 
         Raises Conflict or Locked when the guard refuses, BrokerUnavailable.
+        """
+
+    async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
+        """Publish several events; one result per command, in the commands' order.
+
+        Each result is the event's outcome or the error `publish` would have raised
+        for it (Conflict, Locked, BrokerUnavailable); this never raises for one
+        event. Much faster than one `publish` per event over Redis.
         """
 
     async def position(self, room: str) -> StreamPosition:

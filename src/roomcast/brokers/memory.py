@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..annotations.rules import (
@@ -20,11 +20,11 @@ from ..annotations.rules import (
     grant_lease,
     lock_event_data,
 )
-from ..errors import Locked
+from ..errors import Conflict, Locked
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
-from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome
+from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
 
 
 @dataclass(slots=True)
@@ -114,6 +114,18 @@ class MemoryBroker:
         return publication
 
     async def publish(self, command: PublishCommand) -> PublishOutcome:
+        return self._publish(command)
+
+    async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
+        results: list[PublishResult] = []
+        for command in commands:
+            try:
+                results.append(self._publish(command))
+            except (Conflict, Locked) as exc:
+                results.append(exc)
+        return results
+
+    def _publish(self, command: PublishCommand) -> PublishOutcome:
         now = self._clock()
         key = (command.room, command.idempotency_key) if command.idempotency_key else None
         if key is not None:

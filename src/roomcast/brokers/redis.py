@@ -2,6 +2,9 @@
 
 Each room operation is one Lua script (sequence.lua + the operation), so
 idempotency, guards, sequencing, history and PUBLISH happen in one atomic step.
+Publishes are batched: one script call sequences many events of a room, calls for
+different rooms share a pipeline, and single `publish` calls made close together
+are gathered into such batches (coalesce.py, redis_batch.py).
 One pub/sub connection per instance listens to the control channel and to the
 channel of each room with a local member; a listener task reads it, and after a
 reconnect it resubscribes at once and fills any gap from history, so local
@@ -14,21 +17,23 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
 from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from ..errors import BrokerUnavailable, Conflict, Locked
+from ..errors import BrokerUnavailable, RoomcastError
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
-from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome
-from .redis_client import call
+from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
+from .coalesce import PublishCoalescer
+from .redis_batch import RoomCall, guard_error, pipelines, plan, unavailable
+from .redis_client import UNAVAILABLE_REPLIES, call
 from .redis_keys import KeyLayout
 
 OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
@@ -58,7 +63,8 @@ class RedisBroker:
         self._history_size = history_size
         self._ttl = history_ttl_seconds
         self._idem_ttl = idempotency_ttl_seconds
-        self._publish: AsyncScript = client.register_script(_script("publish.lua"))
+        self._batch: AsyncScript = client.register_script(_script("publish_batch.lua"))
+        self._coalescer = PublishCoalescer(self.publish_many)
         self._lease: AsyncScript = client.register_script(_script("lease.lua"))
         self._position: AsyncScript = client.register_script(_script("position.lua"))
         self._history: AsyncScript = client.register_script(_script("history.lua"))
@@ -83,6 +89,7 @@ class RedisBroker:
             await asyncio.wait_for(self._connected.wait(), OPERATION_TIMEOUT)
 
     async def aclose(self) -> None:
+        await self._coalescer.aclose()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,32 +120,58 @@ class RedisBroker:
     # publishing --------------------------------------------------------------------
 
     async def publish(self, command: PublishCommand) -> PublishOutcome:
-        k = self.keys.room(command.room)
-        write = command.write
-        idem_key = k.idem_prefix + command.idempotency_key if command.idempotency_key else ""
-        args = [
-            *self._prelude(),
-            new_event_id(),
-            command.type,
-            command.room,
-            json.dumps(command.actor, separators=(",", ":")),
-            json.dumps(command.client_event_id),
-            json.dumps(command.data, separators=(",", ":")),
-            self._idem_ttl if command.idempotency_key else 0,
-            1 if write else 0,
-            write.annotation_id if write else "",
-            write.action if write else "",
-            "" if write is None or write.base_version is None else write.base_version,
-            write.user_id if write else "",
-            "" if write is None or write.fencing_token is None else write.fencing_token,
-        ]
-        keys = [*self._room_keys(command.room), k.versions, k.leases, idem_key or k.meta]
-        result = await call(self._publish(keys=keys, args=args))
-        status = int(result[0])
-        if status == 2:
-            raise _guard_error(result[1], result[2], write.annotation_id if write else "")
-        publication = Publication.from_envelope(json.loads(result[1]))
-        return PublishOutcome(publication, duplicate=status == 1)
+        # Calls made close together share one round trip (see coalesce.py).
+        return await self._coalescer.publish(command)
+
+    async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
+        """Each room's events in one script call, the calls pipelined (redis_batch.py)."""
+        now = int(time.time() * 1000)
+        results: list[PublishResult | None] = [None] * len(commands)
+        failure: BrokerUnavailable | None = None
+        for group in pipelines(plan(self.keys, commands, now, self._idem_ttl)):
+            if failure is None:
+                try:
+                    replies = await call(self._run_pipeline(group, now))
+                except BrokerUnavailable as exc:
+                    failure = exc  # the rest would wait out the same deadline
+            for room_call, reply in zip(group, replies if failure is None else group, strict=True):
+                if failure is not None:
+                    outcomes = unavailable(len(room_call.slots), failure.message)
+                elif isinstance(reply, Exception):
+                    outcomes = self._call_failed(room_call, reply)
+                else:
+                    outcomes = room_call.read(reply, commands, now)
+                for slot, outcome in zip(room_call.slots, outcomes, strict=True):
+                    results[slot] = outcome
+        return [r for r in results if r is not None]
+
+    async def _run_pipeline(self, group: list[RoomCall], now: int) -> list[Any]:
+        prelude = [new_epoch(), now, self._history_size, self._ttl]
+        replies = await self._pipeline(group, prelude)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # The server lost its script cache (a restart, a failover): the refused
+            # calls did nothing, so they are sent again, in order, once it is loaded.
+            await self._redis.script_load(self._batch.script)
+            again = await self._pipeline([group[i] for i in missing], prelude)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, group: list[RoomCall], prelude: list[Any]) -> list[Any]:
+        sha = self._batch.sha
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room_call in group:
+                pipe.evalsha(sha, len(room_call.keys), *room_call.keys, *prelude, *room_call.args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    def _call_failed(self, room_call: RoomCall, error: Exception) -> list[PublishResult]:
+        message = str(error)
+        if message.startswith(UNAVAILABLE_REPLIES) or not isinstance(error, ResponseError):
+            return unavailable(len(room_call.slots), f"Redis cannot take writes now: {message}")
+        self._log.error("broker.publish_failed", room=room_call.room, error=message)
+        return [RoomcastError(f"publishing failed: {message}") for _ in room_call.slots]
 
     async def position(self, room: str) -> StreamPosition:
         epoch, seq = await call(self._position(keys=self._room_keys(room), args=self._prelude()))
@@ -182,7 +215,7 @@ class RedisBroker:
             self._lease(keys=[*self._room_keys(room), k.leases], args=args)
         )
         if int(result[0]) == 2:
-            raise _guard_error(result[1], result[2], annotation_id)
+            raise guard_error(result[1], result[2], annotation_id)
         return result
 
     async def lock(self, room: str, annotation_id: str, holder: Member, ttl_ms: int) -> LockOutcome:
@@ -394,22 +427,3 @@ def _lease(room: str, raw: JSON) -> Lease:
         fencing_token=int(raw["fencing_token"]),
         expires_at=int(raw["expires_at"]),
     )
-
-
-def _guard_error(code: str, details: str, annotation_id: str) -> Exception:
-    if code.startswith("conflict"):
-        current = int(details)
-        message = {
-            "conflict_exists": f"annotation {annotation_id} already exists",
-            "conflict_missing": f"annotation {annotation_id} does not exist",
-        }.get(code, f"base_version is not the current version {current}")
-        return Conflict(message, current_version=current)
-    info = json.loads(details) if details else {}
-    if not isinstance(info, dict):
-        info = {}
-    message = (
-        f"fencing token is no longer valid for {annotation_id}"
-        if code == "locked_fencing"
-        else f"annotation {annotation_id} is locked by another user"
-    )
-    return Locked(message, holder=info.get("holder"), expires_at=info.get("expires_at"))
