@@ -51,8 +51,18 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/fanout.py --output docs/benchmarks.md
+# The benchmark suite (about 10 minutes): roomcast against Node socket.io and plain
+# python-socketio; writes docs/benchmarks.md and its plots in docs/img/. The Node
+# peer's packages are installed by the suite (npm ci). Other benchmark runs on the
+# same machine should not overlap: `flock /tmp/roomcast-bench.lock make bench`.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) system-deps
+	$(BIN)/python benchmarks/suite.py --output docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,184 @@
+"""Processes the suite starts, and what /proc says about them.
+
+Every process is started through `Processes.start`, which remembers its PID; the
+suite stops them all by PID (SIGTERM, then SIGKILL) on the way out, also on Ctrl-C
+or an error. Nothing here looks for processes by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+HOST = "127.0.0.1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (bind to port 0, read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its live descendants, from /proc/<pid>/task/*/children (bounded walk)."""
+    seen: list[int] = []
+    todo = [pid]
+    while todo and len(seen) < 1000:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    todo.extend(int(c) for c in (task / "children").read_text().split())
+    return seen
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of pid and its descendants, in seconds (0 once gone)."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{member}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of pid and its descendants (VmRSS), in KiB."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy (not idle, not waiting on I/O) since boot."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _CLK_TCK
+
+
+def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    """cmd run on one CPU (taskset, so that every thread inherits it), or as is."""
+    if cpu is None or cpu >= (os.cpu_count() or 1):
+        return cmd
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(cpu), *cmd] if taskset else cmd
+
+
+@dataclass
+class Process:
+    """One started process; its output goes to a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; always reaps the PID."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+                self.popen.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class Processes:
+    """The processes one run started; `stop_all` stops them, last started first."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self._procs: list[Process] = []
+
+    def start(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Process:
+        log_path = self.logdir / f"{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 (closed by Process.stop)
+        try:
+            popen = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            log.close()
+            raise
+        proc = Process(name, popen, log_path, log)
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: Process) -> None:
+        proc.stop()
+        with contextlib.suppress(ValueError):
+            self._procs.remove(proc)
+
+    def stop_all(self) -> None:
+        while self._procs:
+            proc = self._procs.pop()
+            with contextlib.suppress(Exception):
+                proc.stop()
+
+
+def wait_for(check: Callable[[], bool], what: str, proc: Process, timeout: float = 30.0) -> None:
+    """Poll `check()` every 0.1 s until true; a process start has no event to await."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode} before {what}; "
+                f"log:\n{proc.log_tail()}"
+            )
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: no {what} within {timeout:.0f}s; log:\n{proc.log_tail()}")

@@ -1,0 +1,288 @@
+"""The scenarios: fan-out ladders, many rooms, idle connections.
+
+Each scenario starts what it measures (a private redis-server and one or two
+instances of one server, instance *i* pinned to CPU *i*), runs, and stops it before
+the next server starts, so the servers never share the machine with each other.
+The load generator (`LoadGen`) and the redis-server are not pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from array import array
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .loadgen import LoadGen
+from .procs import HOST, Processes, cpu_seconds, machine_busy_seconds, rss_kib
+from .redis import start_redis
+from .servers import API_KEY, JWT_SECRET, ROOT, Instance, start_instance
+from .stats import Idle, Ladder, Step, percentile
+
+CONNECT_TIMEOUT_S = 20.0
+QUIET_S = 0.5  # a drain ends when no delivery arrived for this long
+PUBLISH_CONNECTIONS = 64  # HTTP keep-alive connections per worker (one request in flight each)
+
+
+@dataclass
+class Bench:
+    """What every scenario uses: the process registry, the generator, the run's knobs."""
+
+    procs: Processes
+    gen: LoadGen
+    workdir: Path
+    step_s: float
+    drain_s: float
+    deadline: float  # monotonic time by which a ladder stops climbing
+    step_no: int = 0
+
+    def tag(self) -> str:
+        self.step_no += 1
+        return f"s{self.step_no}"
+
+
+@dataclass
+class Cluster:
+    kind: str
+    instances: list[Instance]
+
+    @property
+    def ports(self) -> list[int]:
+        return [i.port for i in self.instances]
+
+    def cpu(self) -> list[float]:
+        return [cpu_seconds(i.pid) for i in self.instances]
+
+    def check_alive(self) -> None:
+        for i in self.instances:
+            if not i.proc.alive():
+                raise RuntimeError(f"{i.proc.name} died; log:\n{i.proc.log_tail()}")
+
+
+@asynccontextmanager
+async def cluster(bench: Bench, kind: str, n: int, label: str) -> AsyncIterator[Cluster]:
+    """A private redis-server and `n` instances of `kind` on it; all stopped on exit."""
+    started = []
+    redis_proc, url = await asyncio.to_thread(
+        start_redis, bench.procs, bench.workdir, f"{label}-redis"
+    )
+    try:
+        for i in range(n):
+            inst = await asyncio.to_thread(
+                start_instance,
+                bench.procs,
+                kind,
+                url,
+                cpu=i,
+                name=f"{label}-{kind}-{i}",
+                key_prefix=f"bench{bench.step_no}",
+            )
+            started.append(inst)
+        yield Cluster(kind, started)
+    finally:
+        await bench.gen.all("close_all")
+        for inst in reversed(started):
+            bench.procs.stop(inst.proc)
+        bench.procs.stop(redis_proc)
+
+
+def mint_token(user_id: str, project: str) -> str:
+    from roomcast.auth.tokens import mint_access_token
+
+    return str(mint_access_token(JWT_SECRET, user_id, projects=[project], ttl_seconds=3600))
+
+
+def specs_for(
+    kind: str, ports: Sequence[int], rooms: Sequence[str]
+) -> list[tuple[int, bytes, bytes]]:
+    """One (port, auth, room) per client: client i joins rooms[i] on instance i % len(ports).
+
+    Every client sends a token (the peers ignore it), so all three read the same bytes.
+    """
+    specs = []
+    for i, room in enumerate(rooms):
+        project = room.removeprefix("project_")
+        token = mint_token(f"bench-{kind}-{i}", project)
+        specs.append((ports[i % len(ports)], json.dumps({"token": token}).encode(), room.encode()))
+    return specs
+
+
+async def connect_all(
+    bench: Bench, specs: list[tuple[int, bytes, bytes]], concurrency: int
+) -> dict[str, Any]:
+    """Spread the clients over the workers; raise unless every one connected."""
+    n = len(bench.gen.workers)
+    per = max(1, concurrency // n)
+    answers = await bench.gen.each(
+        [("connect", HOST, specs[w::n], per, CONNECT_TIMEOUT_S) for w in range(n)]
+    )
+    connected = sum(a["connected"] for a in answers)
+    if connected < len(specs):
+        errors = [e for a in answers for e in a["errors"]]
+        raise RuntimeError(f"only {connected}/{len(specs)} clients connected: {errors[:3]}")
+    return {
+        "elapsed": max(a["elapsed"] for a in answers),
+        "cpu": [a["cpu"] for a in answers],
+    }
+
+
+async def step(
+    bench: Bench, c: Cluster, rooms: list[str], members: int, rate: float, duration: float
+) -> Step:
+    """Publish at `rate` for `duration`, drain, and read what arrived."""
+    gen = bench.gen
+    n = len(gen.workers)
+    tag = bench.tag()
+    res = Step(rate, members, duration, planned=max(1, round(rate * duration)))
+    await gen.all("begin", tag)
+    before = await gen.all("status")
+    server0, busy0, t0 = c.cpu(), machine_busy_seconds(), time.perf_counter()
+    start_ns = time.time_ns()
+    publish_args = (HOST, c.ports, API_KEY, rooms, rate / n, duration, tag, PUBLISH_CONNECTIONS)
+    # each worker starts at another room, so that together they cover every room
+    answers = await gen.each([("publish", *publish_args, w * 7919, w / n) for w in range(n)])
+    for a in answers:
+        res.ok += a["ok"]
+        res.errors += a["errors"]
+        res.skipped += a["skipped"]
+        res.error_samples.extend(a["error_samples"])
+    expected = sum(b["events"] for b in before) + res.ok * members
+    drain_end = time.perf_counter() + bench.drain_s
+    last, changed = -1, time.perf_counter()
+    while True:
+        now_status = await gen.all("status")
+        count = sum(s["events"] for s in now_status)
+        now = time.perf_counter()
+        if count >= expected or now >= drain_end:
+            break
+        if count != last:
+            last, changed = count, now
+        elif now - changed >= QUIET_S:
+            break
+        await asyncio.sleep(0.05)
+    after = await gen.all("status")
+    res.wall_s = time.perf_counter() - t0
+    server = [b - a for a, b in zip(server0, c.cpu(), strict=True)]
+    res.server_cpu_s, res.server_busiest_s = sum(server), max(server)
+    res.machine_busy_s = machine_busy_seconds() - busy0
+    gen_cpu = [a["cpu"] - b["cpu"] for a, b in zip(after, before, strict=True)]
+    res.gen_cpu_s, res.gen_busiest_s = sum(gen_cpu), max(gen_cpu)
+    res.gen_sys_s = sum(a["sys"] - b["sys"] for a, b in zip(after, before, strict=True))
+    res.deliveries = sum(a["events"] - b["events"] for a, b in zip(after, before, strict=True))
+    last_ns = max(a["last_ns"] for a in after)
+    res.window_s = max(duration, (last_ns - start_ns) / 1e9)
+    res.lost = sum(b["open"] - a["open"] for a, b in zip(after, before, strict=True))
+    res.error_samples.extend(r for a in after for r in a["lost"][: 1 if res.lost else 0])
+    lat = array("q")
+    for chunk in await gen.all("samples"):
+        lat.frombytes(chunk)
+    ordered = sorted(lat)
+    res.samples = len(ordered)
+    p50, p99 = percentile(ordered, 50), percentile(ordered, 99)
+    res.p50_ms = None if p50 is None else p50 / 1000
+    res.p99_ms = None if p99 is None else p99 / 1000
+    c.check_alive()
+    return res
+
+
+def step_line(label: str, s: Step) -> str:
+    p99 = "—" if s.p99_ms is None else f"{s.p99_ms:.1f}"
+    return (
+        f"[{label}] {s.rate:7.0f} pub/s: {s.deliveries_per_s:9,.0f} deliveries/s "
+        f"({100 * s.delivered_frac:5.1f}%), p99 {p99} ms, server {s.server_cores:.2f} cores "
+        f"(busiest instance {s.server_busiest:.2f}), machine {s.machine_cores:.2f}, "
+        f"generator {s.gen_cores:.2f} cores (sys {s.gen_sys_s / s.wall_s:.2f}, "
+        f"busiest {100 * s.gen_busiest:.0f}%)"
+        + (f", errors {s.errors}" if s.errors else "")
+        + (f", skipped {s.skipped}" if s.skipped else "")
+        + (f", lost {s.lost}" if s.lost else "")
+    )
+
+
+async def ladder(
+    bench: Bench,
+    kind: str,
+    *,
+    instances: int,
+    rooms: list[str],
+    members: int,
+    rates: Sequence[float],
+    label: str,
+    concurrency: int = 64,
+) -> Ladder:
+    """Clients join `rooms` (one client per entry); step the publish rate up until the
+    server saturates, the rates run out, or the ladder's time budget is spent."""
+    distinct = sorted(set(rooms))
+    result = Ladder(kind, instances, len(rooms))
+    async with cluster(bench, kind, instances, label) as c:
+        t = time.perf_counter()
+        await connect_all(bench, specs_for(kind, c.ports, rooms), concurrency)
+        result.setup_s = time.perf_counter() - t
+        print(f"[{label}] {kind}: {len(rooms)} clients joined in {result.setup_s:.1f}s", flush=True)
+        await step(bench, c, distinct, members, rates[0], min(1.0, bench.step_s))  # warm-up
+        for rate in rates:
+            if time.monotonic() > bench.deadline:
+                result.note = f"stopped before {rate:g} publishes/s: the time budget ran out"
+                break
+            s = await step(bench, c, distinct, members, rate, bench.step_s)
+            result.steps.append(s)
+            print(step_line(f"{label} {kind}", s), flush=True)
+            if s.saturated:
+                result.note = f"saturated at {rate:g} publishes/s: {s.why_saturated()}"
+                break
+    return result
+
+
+async def idle(bench: Bench, kind: str, connections: int, concurrency: int) -> Idle:
+    """Connect `connections` authenticated clients to one fresh instance; hold them idle."""
+    res = Idle(kind, connections)
+    async with cluster(bench, kind, 1, "idle") as c:
+        inst = c.instances[0]
+        warm = specs_for(kind, c.ports, ["project_warm"] * 20)
+        await connect_all(bench, [(p, a, b"") for p, a, _ in warm], concurrency)
+        await bench.gen.all("close_all")
+        await asyncio.sleep(1.0)  # let the server settle after the warm-up closes
+        res.rss_before_kib = rss_kib(inst.pid)
+        tokens = specs_for(kind, c.ports, ["project_idle"] * connections)
+        specs = [(p, a, b"") for p, a, _ in tokens]
+        server0 = sum(c.cpu())
+        try:
+            done = await connect_all(bench, specs, concurrency)
+        except RuntimeError as exc:
+            res.error_samples.append(str(exc))
+            return res
+        res.server_cpu_s = sum(c.cpu()) - server0
+        after = await bench.gen.all("status")
+        res.seconds = done["elapsed"]
+        res.connected = sum(a["open"] for a in after)
+        res.gen_cpu_s = sum(done["cpu"])
+        res.gen_busiest_s = max(done["cpu"])
+        await asyncio.sleep(1.0)  # idle: whatever the connect left behind settles
+        res.rss_idle_kib = rss_kib(inst.pid)
+    return res
+
+
+async def run_publish_script(
+    procs: Processes, script: Path, workdir: Path, timeout: float
+) -> dict[str, Any]:
+    """Run `benchmarks/publish.py --json PATH`; its rows, or a note saying why there are none."""
+    out = workdir / "publish.json"
+    proc = procs.start("publish", [sys.executable, str(script), "--json", str(out)], cwd=ROOT)
+    try:
+        rc = await asyncio.to_thread(proc.popen.wait, timeout)
+    except subprocess.TimeoutExpired:
+        return {"rows": [], "note": f"publish.py did not finish within {timeout:.0f}s"}
+    finally:
+        procs.stop(proc)
+    if rc != 0 or not out.exists():
+        tail = " / ".join(proc.log_tail(4).splitlines())
+        return {"rows": [], "note": f"publish.py exited with {rc}: {tail}"}
+    rows = json.loads(out.read_text())
+    return {"rows": rows if isinstance(rows, list) else [], "note": ""}

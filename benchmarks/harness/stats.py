@@ -1,0 +1,184 @@
+"""What one step of load measured, and what a ladder of steps adds up to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+P99_GOAL_MS = 100.0
+
+
+def percentile(sorted_values: Sequence[int | float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending sequence (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), -(-int(q * len(sorted_values)) // 100)))
+    return float(sorted_values[rank - 1])
+
+
+@dataclass
+class Step:
+    """One step: publishes at `rate` per second, each due to reach `members` clients."""
+
+    rate: float
+    members: int
+    duration_s: float
+    planned: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0
+    deliveries: int = 0
+    window_s: float = 0.0  # first publish to last delivery
+    wall_s: float = 0.0  # over which the CPU figures were taken
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    samples: int = 0
+    server_cpu_s: float = 0.0  # all instances
+    server_busiest_s: float = 0.0  # the busiest instance
+    machine_busy_s: float = 0.0  # every CPU of the machine, busy time
+    gen_cpu_s: float = 0.0
+    gen_busiest_s: float = 0.0  # the busiest generator process
+    gen_sys_s: float = 0.0  # generator CPU spent in the kernel
+    lost: int = 0  # subscribers that were disconnected during the step
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.deliveries / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.rate * self.members
+
+    @property
+    def delivered_frac(self) -> float:
+        """Deliveries over what the accepted publishes were due to deliver."""
+        return self.deliveries / (self.ok * self.members) if self.ok else 0.0
+
+    @property
+    def server_cores(self) -> float:
+        return self.server_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def server_busiest(self) -> float:
+        return self.server_busiest_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def machine_cores(self) -> float:
+        return self.machine_busy_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def gen_cores(self) -> float:
+        return self.gen_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def gen_busiest(self) -> float:
+        """The busiest generator process's share of one core (1.0: a full core)."""
+        return self.gen_busiest_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def saturated(self) -> bool:
+        """The server did not keep up with the offered load (latency alone does not count)."""
+        return (
+            self.deliveries_per_s < 0.9 * self.offered_per_s
+            or self.delivered_frac < 0.98
+            or self.skipped > 0.01 * max(1, self.planned)
+            or self.errors > 0.01 * max(1, self.planned)
+            or self.lost > 0
+        )
+
+    @property
+    def within_goal(self) -> bool:
+        return not self.saturated and self.p99_ms is not None and self.p99_ms <= P99_GOAL_MS
+
+    def why_saturated(self) -> str:
+        why = []
+        if self.deliveries_per_s < 0.9 * self.offered_per_s:
+            why.append(f"{self.deliveries_per_s:,.0f} of {self.offered_per_s:,.0f} deliveries/s")
+        if self.delivered_frac < 0.98:
+            why.append(f"{100 * self.delivered_frac:.0f}% delivered within the drain time")
+        if self.skipped > 0.01 * max(1, self.planned):
+            why.append(f"{self.skipped} publishes skipped (every connection busy)")
+        if self.errors > 0.01 * max(1, self.planned):
+            why.append(f"{self.errors} publish errors")
+        if self.lost:
+            why.append(f"{self.lost} subscribers disconnected")
+        return ", ".join(why)
+
+
+@dataclass
+class Ladder:
+    """Steps at rising publish rates for one server, until it saturates."""
+
+    server: str
+    instances: int
+    subscribers: int
+    steps: list[Step] = field(default_factory=list)
+    setup_s: float = 0.0
+    note: str = ""
+
+    @property
+    def peak(self) -> Step | None:
+        return max(self.steps, key=lambda s: s.deliveries_per_s, default=None)
+
+    @property
+    def best_within_goal(self) -> Step | None:
+        """The highest-rate step with p99 <= P99_GOAL_MS and nothing left undelivered."""
+        ok = [s for s in self.steps if s.within_goal]
+        return max(ok, key=lambda s: s.rate, default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "instances": self.instances,
+            "subscribers": self.subscribers,
+            "setup_s": self.setup_s,
+            "note": self.note,
+            "steps": [vars(s) for s in self.steps],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ladder:
+        steps = [Step(**s) for s in data["steps"]]
+        return cls(
+            data["server"],
+            data["instances"],
+            data["subscribers"],
+            steps,
+            data["setup_s"],
+            data["note"],
+        )
+
+
+@dataclass
+class Idle:
+    """Idle connections on one fresh instance: memory and connect rate."""
+
+    server: str
+    connections: int
+    connected: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    rss_before_kib: int = 0
+    rss_idle_kib: int = 0
+    server_cpu_s: float = 0.0
+    gen_cpu_s: float = 0.0
+    gen_busiest_s: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_1000(self) -> float:
+        return (self.rss_idle_kib - self.rss_before_kib) / 1024 * 1000 / max(1, self.connected)
+
+    @property
+    def per_s(self) -> float:
+        return self.connected / self.seconds if self.seconds else 0.0
+
+    @property
+    def gen_cores(self) -> float:
+        return self.gen_cpu_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def gen_busiest(self) -> float:
+        return self.gen_busiest_s / self.seconds if self.seconds else 0.0
