@@ -43,7 +43,7 @@ PUBLISH_SCRIPT = ROOT / "benchmarks" / "publish.py"
 NOTES_MARKER = "<!-- notes: written by hand, kept by benchmarks/suite.py -->"
 
 FANOUT_RATES = [2, 3, 5, 7, 10, 14, 20, 28, 40, 56, 80, 110, 150, 200, 260, 340, 440]
-ROOMS_RATES = [250, 500, 1000, 2000, 3000, 4500, 6500, 9000, 12000, 16000]
+ROOMS_RATES = [250, 350, 500, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000, 11000]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,11 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in args.scenario_list:
         if name not in SCENARIOS:
             p.error(f"unknown scenario {name!r}")
-    args.step_s = 1.0 if args.quick else 2.0
+    args.step_s = 1.0 if args.quick else 3.0
     args.drain_s = 2.0 if args.quick else 3.0
-    args.ladder_s = 25.0 if args.quick else 75.0  # per server and ladder
+    args.ladder_s = 25.0 if args.quick else 100.0  # per server and ladder
     args.fanout_rates = FANOUT_RATES[::3] if args.quick else FANOUT_RATES
-    args.rooms_rates = ROOMS_RATES[::2] if args.quick else ROOMS_RATES
+    args.rooms_rates = ROOMS_RATES[::3] if args.quick else ROOMS_RATES
     return args
 
 

@@ -17,6 +17,7 @@ import os
 import resource
 import threading
 import time
+from array import array
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -116,7 +117,7 @@ class Worker:
 
     def cmd_begin(self, tag: str) -> bool:
         self.tally.tag = f"{tag}:".encode()
-        self.tally.lat_us = type(self.tally.lat_us)("q")
+        self.tally.lat_us = array("q")
         return True
 
     def cmd_status(self) -> dict[str, Any]:
@@ -132,7 +133,7 @@ class Worker:
 
     def cmd_samples(self) -> bytes:
         data = self.tally.lat_us.tobytes()
-        self.tally.lat_us = type(self.tally.lat_us)("q")
+        self.tally.lat_us = array("q")
         return data
 
     async def cmd_publish(self, *args: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ EVENT = "project_progress_update"
 _EVENT_PREFIX = b'42["' + EVENT.encode() + b'"'
 _STAGE = b'"stage"'
 BULK_TICK_S = 0.05
-PROBE_EVERY = 16
+PROBE_EVERY = 8
 RECV_BYTES = 1 << 18
 
 
