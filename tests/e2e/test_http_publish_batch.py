@@ -206,3 +206,26 @@ async def test_batch_events_reach_joined_clients_in_order(server: RunningServer)
             assert event["data"]["frame_id"] == f"f{n}"
     finally:
         await client.close()
+
+
+async def test_batch_event_with_a_number_json_cannot_carry_is_refused_in_its_slot(
+    server: RunningServer,
+) -> None:
+    # 1e400 parses as an infinity: that event is invalid_payload, not a server error.
+    body = (
+        b'{"events": ['
+        + json.dumps(progress_body(completed=1)).encode()
+        + b', {"room": "project_p1", "type": "project_progress_update",'
+        b' "data": {"total": 10, "completed": 1, "percent": 10, "eta": 1e400}}, '
+        + json.dumps(progress_body(completed=2)).encode()
+        + b"]}"
+    )
+    async with api(server) as http:
+        r = await http.post(
+            "/api/v1/publish/batch", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert_published(results[0], seq=1)
+        assert_refused(results[1], "invalid_payload")
+        assert_published(results[2], seq=2)

@@ -103,7 +103,7 @@ class EventBroadcastService:
         ref = self._kinds.parse(room)
         if self._types.get(type).server_only:
             raise Forbidden(f"{type} events are published by the server only")
-        clean = self._types.validate(type, ref.kind.name, data)
+        clean, clean_json = self._types.validate_with_json(type, ref.kind.name, data)
         actor_json: JSON | None = None
         if actor is not None:
             try:
@@ -118,6 +118,7 @@ class EventBroadcastService:
             actor=actor_json,
             idempotency_key=f"k:{idempotency_key}" if idempotency_key else None,
             write=write_guard(type, clean, user),
+            data_json=clean_json,
         )
 
     async def publish_many(
@@ -152,14 +153,18 @@ class EventBroadcastService:
             commands.append(command)
         if commands:
             outcomes = await self._broker.publish_many(commands)
+            counts: dict[str, int] = {}  # type -> events published, for the metric
             for slot, command, outcome in zip(slots, commands, outcomes, strict=True):
                 if isinstance(outcome, RoomcastError):
                     results[slot] = outcome
                     continue
-                if self._metrics is not None and not outcome.duplicate:
-                    self._metrics.events_in.labels(command.type, source).inc()
+                if not outcome.duplicate:
+                    counts[command.type] = counts.get(command.type, 0) + 1
                 pub = outcome.publication
                 results[slot] = Published(pub.id, pub.epoch, pub.seq)
+            if self._metrics is not None:
+                for event_type, count in counts.items():
+                    self._metrics.events_in.labels(event_type, source).inc(count)
         return [r for r in results if r is not None]
 
     # typed helpers for the built-in types --------------------------------------------

@@ -43,6 +43,9 @@ class PublishCommand:
     client_event_id: str | None = None
     idempotency_key: str | None = None  # already scoped by the caller (user or API)
     write: AnnotationWrite | None = None
+    # `data` as compact JSON, when the caller has it already: encoding events is a
+    # large part of a publisher's work, and a broker over the network needs the text.
+    data_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

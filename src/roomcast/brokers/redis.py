@@ -64,7 +64,7 @@ class RedisBroker:
         self._ttl = history_ttl_seconds
         self._idem_ttl = idempotency_ttl_seconds
         self._batch: AsyncScript = client.register_script(_script("publish_batch.lua"))
-        self._coalescer = PublishCoalescer(self.publish_many)
+        self._coalescer = PublishCoalescer(self._write_batch)
         self._lease: AsyncScript = client.register_script(_script("lease.lua"))
         self._position: AsyncScript = client.register_script(_script("position.lua"))
         self._history: AsyncScript = client.register_script(_script("history.lua"))
@@ -124,6 +124,9 @@ class RedisBroker:
         return await self._coalescer.publish(command)
 
     async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
+        return await self._coalescer.publish_many(commands)
+
+    async def _write_batch(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
         """Each room's events in one script call, the calls pipelined (redis_batch.py)."""
         now = int(time.time() * 1000)
         results: list[PublishResult | None] = [None] * len(commands)

@@ -48,8 +48,10 @@ class RoomCall:
 
     def read(self, reply: Any, commands: Sequence[PublishCommand], now: int) -> list[PublishResult]:
         """The events' results from the script's reply (see publish_batch.lua)."""
-        epoch, seq, outcomes = reply[0], int(reply[1]), reply[2]
-        extras = iter(reply[3:])
+        summary, _, more = reply.partition("\n")
+        epoch, first, outcomes = summary.split(" ")
+        seq = int(first)
+        extras = iter(json.loads(more) if more else ())
         results: list[PublishResult] = []
         for n, slot in enumerate(self.slots):
             outcome = outcomes[n]
@@ -138,9 +140,11 @@ def _encode(
 ) -> tuple[str, str]:
     head = event_id + command.type
     data = command.data
+    data_json = command.data_json
     write = command.write
     if write is not None and "version" in data:
         data = {k: v for k, v in data.items() if k != "version"}  # the server sets it
+        data_json = None
     if command.actor is not None or command.client_event_id or command.idempotency_key or write:
         idem = 0
         if command.idempotency_key:
@@ -157,7 +161,7 @@ def _encode(
             write.user_id if write else "",
         ]
         head += "\n" + "\n".join(fields)
-    return head, _ENCODE(data)
+    return head, _ENCODE(data) if data_json is None else data_json
 
 
 def unavailable(count: int, message: str) -> list[PublishResult]:

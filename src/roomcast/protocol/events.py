@@ -190,6 +190,20 @@ class EventTypes:
         Raises InvalidType for an unknown type, InvalidPayload for a type sent to a
         room kind it does not belong to or data that does not fit its schema.
         """
+        return self._model(name, room_kind, data).model_dump(mode="json", exclude_none=True)
+
+    def validate_with_json(self, name: str, room_kind: str, data: object) -> tuple[JSON, str]:
+        """`validate`, also returning the clean data as compact JSON text.
+
+        pydantic writes that text several times faster than the json module, and a
+        publisher over Redis needs it: it saves encoding the data a second time.
+        """
+        model = self._model(name, room_kind, data)
+        return model.model_dump(mode="json", exclude_none=True), model.model_dump_json(
+            exclude_none=True
+        )
+
+    def _model(self, name: str, room_kind: str, data: object) -> BaseModel:
         event_type = self.get(name)
         if room_kind not in event_type.room_kinds:
             raise InvalidPayload(
@@ -199,10 +213,9 @@ class EventTypes:
         if not isinstance(data, dict):
             raise InvalidPayload("data must be a JSON object")
         try:
-            model = event_type.model.model_validate(data)
+            return event_type.model.model_validate(data)
         except ValidationError as exc:
             raise InvalidPayload(f"invalid {name} data: {_summarise(exc)}") from None
-        return model.model_dump(mode="json", exclude_none=True)
 
 
 def _summarise(exc: ValidationError) -> str:

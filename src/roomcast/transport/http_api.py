@@ -47,6 +47,14 @@ def _loads(raw: bytes) -> Any:
         raise InvalidPayload("body is not valid JSON") from None
 
 
+def _json_size(value: Any) -> int:
+    try:
+        return json_size(value)
+    except ValueError:
+        # 1e400 parses as an infinity, which JSON cannot carry
+        raise InvalidPayload("numbers must be finite") from None
+
+
 def _parse(model: type[BaseModel], body: Any) -> Any:
     try:
         return model.model_validate(body)
@@ -123,7 +131,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         slots: list[int] = []
         for event in body.events:
             try:
-                if json_size(event) > settings.max_payload_bytes:
+                if _json_size(event) > settings.max_payload_bytes:
                     raise PayloadTooLarge("event larger than max_payload_bytes")
                 one: PublishBody = _parse(PublishBody, event)
             except RoomcastError as exc:

@@ -8,12 +8,13 @@
 --         annotation id ('': no write guard), action, base version, fencing token, user id
 --         (JSON text holds no raw newline; the user id, which may, comes last);
 --   data JSON.
--- Returns {epoch, first seq, outcomes, extras...}: outcomes has one character per
--- event, '0' written, 'v' written (an annotation write; its version is the next
--- extra), '1' an idempotent repeat (the first envelope is the next extra), '2'
--- refused (code and details JSON are the next two extras). Written events take
--- seqs from the first seq on, in order: the reply stays a few items long, since
--- parsing it is a large part of the publisher's work.
+-- Returns one string, 'epoch first_seq outcomes' and, when there are extras, '\n'
+-- and a JSON list of them: outcomes has one character per event, '0' written, 'v'
+-- written (an annotation write; its version is the next extra), '1' an idempotent
+-- repeat (the first envelope is the next extra), '2' refused (code and details
+-- JSON are the next two extras). Written events take seqs from the first seq on,
+-- in order. One short reply per call, since parsing replies is a large part of
+-- the publisher's work.
 -- An event refused by its guard takes no seq and does not stop the others.
 
 local versions, leases = KEYS[4], KEYS[5]
@@ -133,6 +134,6 @@ if written then
   redis.call('EXPIRE', versions, ttl)
   redis.call('EXPIRE', leases, ttl)
 end
-local out = {epoch, first_seq, table.concat(outcomes)}
-for _, extra in ipairs(extras) do table.insert(out, extra) end
+local out = epoch .. ' ' .. first_seq .. ' ' .. table.concat(outcomes)
+if #extras > 0 then out = out .. '\n' .. cjson.encode(extras) end
 return out
