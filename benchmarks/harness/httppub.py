@@ -140,14 +140,14 @@ async def publish(
     ports: list[int],
     api_key: str,
     rooms: list[str],
-    rate: float,
+    total: int,
     duration: float,
     tag: str,
     connections: int,
     room_offset: int = 0,
     phase: float = 0.0,
 ) -> PublishTally:
-    """Publish round-robin over `rooms` and `ports` at `rate` for `duration` seconds.
+    """Publish `total` events round-robin over `rooms` and `ports`, evenly over `duration`.
 
     Returns once every sent publish is answered (or ANSWER_TIMEOUT_S passed, the rest
     counting as errors). `phase` (0..1) shifts the schedule by that part of one period,
@@ -155,10 +155,12 @@ async def publish(
     "<tag>:<time_ns at send>".
     """
     tally = PublishTally()
+    if total <= 0:
+        return tally
     pool = Pool(tally)
     try:
         await pool.open(host, ports, max(1, connections // len(ports)))
-        total = max(1, round(rate * duration))
+        rate = total / duration
         t0 = time.perf_counter() + phase / rate  # workers interleave their schedules
         sent = 0
         while sent < total:

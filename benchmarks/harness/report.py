@@ -99,17 +99,19 @@ def _gens(ladders: dict[str, Ladder], pick: Callable[[Ladder], Step | None]) -> 
 def _ladder_table(ladders: list[Ladder]) -> list[str]:
     out = [
         "| server | publishes/s | deliveries/s | delivered | p50 ms | p99 ms | server cores "
-        "(busiest instance) | machine cores busy | generator cores (in the kernel; busiest "
+        "(busiest instance) | Redis cores | machine cores busy | generator cores (in the "
+        "kernel; busiest "
         "process) "
         "| publish errors / skipped |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ladder in ladders:
         for s in ladder.steps:
             out.append(
                 f"| {LABELS[ladder.server]} | {s.rate:g} | {s.deliveries_per_s:,.0f} "
                 f"| {100 * s.delivered_frac:.1f}% | {num(s.p50_ms, 1)} | {num(s.p99_ms, 1)} "
-                f"| {s.server_cores:.2f} ({s.server_busiest:.2f}) | {s.machine_cores:.2f} "
+                f"| {s.server_cores:.2f} ({s.server_busiest:.2f}) "
+                f"| {s.redis_cpu_s / max(s.wall_s, 1e-9):.2f} | {s.machine_cores:.2f} "
                 f"| {s.gen_cores:.2f} ({s.gen_sys_s / max(s.wall_s, 1e-9):.2f}; "
                 f"{100 * s.gen_busiest:.0f}%) | {s.errors} / {s.skipped} |"
             )
@@ -241,7 +243,11 @@ def render(results: dict[str, Any], images: dict[str, Path], base: Path) -> str:
             f"Node {v['node']}, socket.io {v['socket.io']}, @socket.io/redis-adapter "
             f"{v['@socket.io/redis-adapter']}, redis-server {v['redis-server']}. The servers, "
             "the load generator, redis-server and the kernel's loopback networking share "
-            "these CPUs; the *machine cores busy* columns say how full the machine was.",
+            "these CPUs; the *machine cores busy* columns say how full the machine was. "
+            "The machine is shared: other work used "
+            f"{results.get('background_cores', 0.0):.2f} cores in the 3 s before the run "
+            "started, and whatever *machine cores busy* holds beyond the server, Redis and "
+            "the generator is other work plus the kernel's network processing.",
             "",
             "## Summary",
             "",

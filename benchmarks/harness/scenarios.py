@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .loadgen import LoadGen
-from .procs import HOST, Processes, cpu_seconds, machine_busy_seconds, rss_kib
+from .procs import HOST, Process, Processes, cpu_seconds, machine_busy_seconds, rss_kib
 from .redis import start_redis
 from .servers import API_KEY, JWT_SECRET, ROOT, Instance, start_instance
 from .stats import Idle, Ladder, Step, percentile
@@ -52,6 +52,7 @@ class Bench:
 class Cluster:
     kind: str
     instances: list[Instance]
+    redis: Process
 
     @property
     def ports(self) -> list[int]:
@@ -85,7 +86,7 @@ async def cluster(bench: Bench, kind: str, n: int, label: str) -> AsyncIterator[
                 key_prefix=f"bench{bench.step_no}",
             )
             started.append(inst)
-        yield Cluster(kind, started)
+        yield Cluster(kind, started, redis_proc)
     finally:
         await bench.gen.all("close_all")
         for inst in reversed(started):
@@ -144,10 +145,18 @@ async def step(
     await gen.all("begin", tag)
     before = await gen.all("status")
     server0, busy0, t0 = c.cpu(), machine_busy_seconds(), time.perf_counter()
+    redis0 = cpu_seconds(c.redis.pid)
     start_ns = time.time_ns()
-    publish_args = (HOST, c.ports, API_KEY, rooms, rate / n, duration, tag, PUBLISH_CONNECTIONS)
-    # each worker starts at another room, so that together they cover every room
-    answers = await gen.each([("publish", *publish_args, w * 7919, w / n) for w in range(n)])
+    # the step's publishes split over the workers; each starts at another room (together
+    # they cover every room) and a shifted schedule (together they publish evenly)
+    counts = [res.planned // n + (w < res.planned % n) for w in range(n)]
+    common = (HOST, c.ports, API_KEY, rooms)
+    answers = await gen.each(
+        [
+            ("publish", *common, counts[w], duration, tag, PUBLISH_CONNECTIONS, w * 7919, w / n)
+            for w in range(n)
+        ]
+    )
     for a in answers:
         res.ok += a["ok"]
         res.errors += a["errors"]
@@ -172,6 +181,7 @@ async def step(
     server = [b - a for a, b in zip(server0, c.cpu(), strict=True)]
     res.server_cpu_s, res.server_busiest_s = sum(server), max(server)
     res.machine_busy_s = machine_busy_seconds() - busy0
+    res.redis_cpu_s = cpu_seconds(c.redis.pid) - redis0
     gen_cpu = [a["cpu"] - b["cpu"] for a, b in zip(after, before, strict=True)]
     res.gen_cpu_s, res.gen_busiest_s = sum(gen_cpu), max(gen_cpu)
     res.gen_sys_s = sum(a["sys"] - b["sys"] for a, b in zip(after, before, strict=True))

@@ -37,6 +37,7 @@ class Step:
     server_cpu_s: float = 0.0  # all instances
     server_busiest_s: float = 0.0  # the busiest instance
     machine_busy_s: float = 0.0  # every CPU of the machine, busy time
+    redis_cpu_s: float = 0.0
     gen_cpu_s: float = 0.0
     gen_busiest_s: float = 0.0  # the busiest generator process
     gen_sys_s: float = 0.0  # generator CPU spent in the kernel
