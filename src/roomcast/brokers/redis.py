@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
@@ -23,6 +24,7 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..errors import BrokerUnavailable, RoomcastError
@@ -32,7 +34,7 @@ from ..observability.logging import get_logger
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
 from .coalesce import PublishCoalescer
-from .redis_batch import RoomCall, guard_error, pipelines, plan, unavailable
+from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
 from .redis_client import UNAVAILABLE_REPLIES, call
 from .redis_keys import KeyLayout
 
@@ -162,12 +164,37 @@ class RedisBroker:
         return replies
 
     async def _pipeline(self, group: list[RoomCall], prelude: list[Any]) -> list[Any]:
-        sha = self._batch.sha
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for room_call in group:
-                pipe.evalsha(sha, len(room_call.keys), *room_call.keys, *prelude, *room_call.args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        """Send the calls in one write on one pooled connection; a reply each, in order.
+
+        Like redis-py's pipeline, a connection found closed before any reply came
+        (a failover or restart closed it) is reconnected and the calls sent once
+        more; a failure after that is the caller's BrokerUnavailable.
+        """
+        payload = pack(group, self._batch.sha, prelude)
+        pool = self._redis.connection_pool
+        for attempt in (1, 2):
+            replies: list[Any] = []
+            connection = await pool.get_connection()
+            try:
+                await connection.send_packed_command(payload)
+                for _ in group:
+                    try:
+                        # No deadline per reply: call() bounds the whole pipeline.
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
+                return replies
+            except RedisConnectionError:
+                await connection.disconnect()
+                if replies or attempt == 2:
+                    raise
+            except BaseException:
+                # A reply may be half read: the connection must not be reused.
+                await connection.disconnect()
+                raise
+            finally:
+                await pool.release(connection)
+        raise AssertionError("unreachable")
 
     def _call_failed(self, room_call: RoomCall, error: Exception) -> list[PublishResult]:
         message = str(error)

@@ -164,6 +164,31 @@ def _encode(
     return head, _ENCODE(data) if data_json is None else data_json
 
 
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def pack(calls: list[RoomCall], sha: str, prelude: list[Any]) -> bytes:
+    """The EVALSHA commands of `calls`, as one RESP payload.
+
+    Written here rather than by redis-py, whose general packing costs several times
+    more per argument: with one event per room, packing was a third of the
+    publisher's work.
+    """
+    command = _bulk(b"EVALSHA") + _bulk(sha.encode())
+    shared = b"".join(_bulk(str(value).encode()) for value in prelude)
+    fixed = 3 + len(prelude)
+    parts: list[bytes] = []
+    for call in calls:
+        parts.append(b"*%d\r\n" % (fixed + len(call.keys) + len(call.args)))
+        parts.append(command)
+        parts.append(_bulk(b"%d" % len(call.keys)))
+        parts.extend(_bulk(key.encode()) for key in call.keys)
+        parts.append(shared)
+        parts.extend(_bulk(str(arg).encode()) for arg in call.args)
+    return b"".join(parts)
+
+
 def unavailable(count: int, message: str) -> list[PublishResult]:
     """One BrokerUnavailable per event (each caller raises its own)."""
     return [BrokerUnavailable(message) for _ in range(count)]
