@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import plots, report, scenarios
 from harness.loadgen import LoadGen
-from harness.procs import Processes, machine_busy_seconds
+from harness.procs import Processes
 from harness.servers import NODE, ROOT, SERVERS, ensure_node_peer, software_versions
 from harness.stats import Idle, Ladder
 
@@ -85,7 +85,7 @@ async def run(
     timings: dict[str, float] = {}
     fan_rooms = ["project_fanout"] * args.subscribers
     many = [f"project_r{i % args.rooms}" for i in range(args.rooms * args.members)]
-    out["background_cores"] = await background_load()
+    out["background_cores"] = await scenarios.background_load(3.0)
     print(f"[setup] other work on the machine: {out['background_cores']:.2f} cores", flush=True)
     for scenario in args.scenario_list:
         t = time.monotonic()
@@ -130,14 +130,6 @@ async def run(
         timings[scenario] = time.monotonic() - t
     out["timings"] = timings
     return out
-
-
-async def background_load(seconds: float = 3.0) -> float:
-    """Cores the machine spends on work that is not ours, before the suite starts any."""
-    own0, busy0, t0 = time.process_time(), machine_busy_seconds(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    own = time.process_time() - own0
-    return max(0.0, machine_busy_seconds() - busy0 - own) / (time.perf_counter() - t0)
 
 
 def to_json(results: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,13 @@ class Step:
         return self.gen_cpu_s / self.wall_s if self.wall_s else 0.0
 
     @property
+    def other_cores(self) -> float:
+        """Busy cores that were not the server, Redis or the generator: other work on the
+        machine and the kernel's network processing."""
+        ours = self.server_cpu_s + self.redis_cpu_s + self.gen_cpu_s
+        return max(0.0, self.machine_busy_s - ours) / self.wall_s if self.wall_s else 0.0
+
+    @property
     def gen_busiest(self) -> float:
         """The busiest generator process's share of one core (1.0: a full core)."""
         return self.gen_busiest_s / self.wall_s if self.wall_s else 0.0
@@ -118,6 +125,8 @@ class Ladder:
     steps: list[Step] = field(default_factory=list)
     setup_s: float = 0.0
     note: str = ""
+    background_cores: float = 0.0  # other work on the machine just before the ladder
+    waited_s: float = 0.0  # waiting for it to drop
 
     @property
     def peak(self) -> Step | None:
@@ -136,6 +145,8 @@ class Ladder:
             "subscribers": self.subscribers,
             "setup_s": self.setup_s,
             "note": self.note,
+            "background_cores": self.background_cores,
+            "waited_s": self.waited_s,
             "steps": [vars(s) for s in self.steps],
         }
 
@@ -149,6 +160,8 @@ class Ladder:
             steps,
             data["setup_s"],
             data["note"],
+            data.get("background_cores", 0.0),
+            data.get("waited_s", 0.0),
         )
 
 
@@ -166,6 +179,7 @@ class Idle:
     server_cpu_s: float = 0.0
     gen_cpu_s: float = 0.0
     gen_busiest_s: float = 0.0
+    background_cores: float = 0.0
     error_samples: list[str] = field(default_factory=list)
 
     @property
