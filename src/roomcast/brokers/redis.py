@@ -116,8 +116,9 @@ class RedisBroker:
         k = self.keys.room(room)
         return [k.meta, k.hist, k.channel]
 
-    def _prelude(self) -> list[Any]:
-        return [new_epoch(), int(time.time() * 1000), self._history_size, self._ttl]
+    def _prelude(self, now: int | None = None) -> list[Any]:
+        now = int(time.time() * 1000) if now is None else now
+        return [new_epoch(), now, self._history_size, self._ttl]
 
     # publishing --------------------------------------------------------------------
 
@@ -139,19 +140,19 @@ class RedisBroker:
                     replies = await call(self._run_pipeline(group, now))
                 except BrokerUnavailable as exc:
                     failure = exc  # the rest would wait out the same deadline
-            for room_call, reply in zip(group, replies if failure is None else group, strict=True):
+            for n, room_call in enumerate(group):
                 if failure is not None:
                     outcomes = unavailable(len(room_call.slots), failure.message)
-                elif isinstance(reply, Exception):
-                    outcomes = self._call_failed(room_call, reply)
+                elif isinstance(replies[n], Exception):
+                    outcomes = self._call_failed(room_call, replies[n])
                 else:
-                    outcomes = room_call.read(reply, commands, now)
+                    outcomes = room_call.read(replies[n], commands, now)
                 for slot, outcome in zip(room_call.slots, outcomes, strict=True):
                     results[slot] = outcome
         return [r for r in results if r is not None]
 
     async def _run_pipeline(self, group: list[RoomCall], now: int) -> list[Any]:
-        prelude = [new_epoch(), now, self._history_size, self._ttl]
+        prelude = self._prelude(now)
         replies = await self._pipeline(group, prelude)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
