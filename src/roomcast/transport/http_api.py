@@ -120,7 +120,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         return result._asdict()
 
     @api.post("/publish/batch")
-    async def publish_batch(request: Request) -> JSON:
+    async def publish_batch(request: Request) -> Response:
         raw = await request.body()
         # A batch may be up to 1000 events, each within the per-event limit.
         if len(raw) > settings.max_payload_bytes * 1000:
@@ -158,11 +158,15 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
             raise next(e for e in errors if e.temporary)
         for error in errors:
             rc.metrics.refusals.labels(error.code).inc()
-        return {
-            "results": [
-                {"error": r.to_wire()} if isinstance(r, RoomcastError) else r for r in results
-            ]
-        }
+        # A JSONResponse, not a dict: FastAPI's generic encoding of 1000 results cost
+        # as much as a fifth of the whole request.
+        return JSONResponse(
+            {
+                "results": [
+                    {"error": r.to_wire()} if isinstance(r, RoomcastError) else r for r in results
+                ]
+            }
+        )
 
     @api.get("/rooms/{room}/history")
     async def history(room: str, since_seq: int = 0, limit: int = 100) -> JSON:
