@@ -31,6 +31,7 @@ from .protocol.events import EventTypes
 from .rooms.names import RoomKinds
 from .rooms.policy import JoinHook
 from .rooms.service import RoomService
+from .transport.engine import WiredASGIApp, WiredSocketIOServer
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
 from .transport.http_api import build_router
@@ -78,7 +79,7 @@ class Roomcast:
         cors: Any = settings.cors_origin_list or None
         if cors == ["*"]:
             cors = "*"
-        self.sio = socketio.AsyncServer(
+        self.sio = WiredSocketIOServer(
             async_mode="asgi",
             client_manager=GreetingManager(self._after_connect),
             cors_allowed_origins=cors,
@@ -86,7 +87,9 @@ class Roomcast:
             logger=False,
             engineio_logger=False,
         )
-        self.outlet = EngineIOOutlet(self.sio, settings.send_queue_limit)
+        self.outlet = EngineIOOutlet(
+            self.sio, settings.send_queue_limit, settings.send_buffer_limit_bytes
+        )
         self.fanout = LocalFanout(
             self.outlet,
             on_slow_consumer=self._slow_consumer,
@@ -271,6 +274,6 @@ def create_app(
     if demo:
         # Only ever by explicit request: the demo token endpoint hands out tokens.
         add_demo_routes(fastapi_app, runtime)
-    asgi = socketio.ASGIApp(runtime.sio, other_asgi_app=fastapi_app, socketio_path="socket.io")
+    asgi = WiredASGIApp(runtime.sio, other_asgi_app=fastapi_app, socketio_path="socket.io")
     asgi.roomcast = runtime
     return asgi

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
 
     # Beyond SPEC section 8: tuning knobs with safe defaults.
     send_queue_limit: int = Field(1000, ge=8, description="packets queued per connection")
+    send_buffer_limit_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="bytes a WebSocket connection may leave unsent before it is a slow consumer",
+    )
     rate_abuse_seconds: float = Field(
         10, gt=0, description="seconds of continuous rate limiting before a disconnect"
     )

@@ -11,6 +11,7 @@ import uvicorn
 from .app import Roomcast, create_app
 from .config import Settings
 from .observability.logging import configure_logging
+from .transport.wire import WireProtocol
 
 DRAIN_PAUSE_SECONDS = 0.2
 
@@ -67,6 +68,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         # Off by default: compressing is per recipient, so a broadcast to N browsers
         # would deflate the same event N times.
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        # Lets a broadcast write one pre-built frame to every socket (transport/wire.py).
+        ws=WireProtocol,
         # The drain has already closed every Socket.IO connection; do not wait
         # forever on a peer that never completes its close handshake.
         timeout_graceful_shutdown=10,

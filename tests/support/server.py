@@ -20,6 +20,7 @@ import uvicorn
 
 from roomcast import Roomcast, Settings, create_app
 from roomcast.auth.tokens import mint_access_token
+from roomcast.transport.wire import WireProtocol
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 API_KEY = "test-api-key-0123456789"
@@ -83,7 +84,8 @@ class Client:
 
     async def connect(self, url: str, token: str | None, **kwargs: Any) -> None:
         auth = {"token": token} if token is not None else None
-        await self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5, **kwargs)
+        kwargs.setdefault("transports", ["websocket"])
+        await self.sio.connect(url, auth=auth, wait_timeout=5, **kwargs)
 
     async def call(self, event: str, data: Any = None, timeout: float = 5) -> Any:
         return await self.sio.call(event, data, timeout=timeout)
@@ -122,7 +124,12 @@ async def running_server(
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=3
+        app,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        ws=WireProtocol,
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

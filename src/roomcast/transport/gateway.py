@@ -44,6 +44,7 @@ from ..protocol.requests import (
 from ..rooms.service import RoomService
 from ..types import JSON
 from .outlet import EngineIOOutlet
+from .wire import wire_of
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
@@ -160,7 +161,9 @@ class SocketGateway:
             ),
         )
         self.connections.add(conn)
-        self._outlet.bind(sid, self._sio.manager.eio_sid_from_sid(sid, "/"))
+        self._outlet.bind(
+            sid, self._sio.manager.eio_sid_from_sid(sid, "/"), wire_of(environ.get("asgi.scope"))
+        )
         joined = False
         try:
             user_room = self._rooms.kinds.user_room(identity.user_id).name

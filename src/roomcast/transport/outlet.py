@@ -1,13 +1,22 @@
-"""EngineIOOutlet: puts encoded packets straight into Engine.IO socket queues.
+"""EngineIOOutlet: delivers encoded events to Socket.IO connections, at most one write each.
 
-python-socketio's own `emit` to a room starts one asyncio task per recipient. Here
-an event is encoded once into an Engine.IO packet and the same object is appended
-to each recipient's outgoing queue, which that socket's writer drains; per
-recipient that is a dictionary look-up, a length check and an append.
+python-socketio's own `emit` to a room starts one asyncio task per recipient, and each
+message then crosses the Engine.IO queue, a writer task, the ASGI send and the
+WebSocket framing. Here an event is encoded once, into both an Engine.IO packet and a
+ready WebSocket frame (`wire.text_frame`). Per recipient:
+
+- on a WebSocket whose Engine.IO writer is idle with nothing queued, the frame's
+  bytes are written to the transport directly (the same object for every recipient);
+- otherwise (long-polling, or a packet still on its way through Engine.IO) the packet
+  is appended to the socket's queue behind it, so order is kept either way.
+
+A connection is a slow consumer when its transport holds more than the byte limit
+unsent, or its Engine.IO queue more than the packet limit.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import engineio
@@ -15,40 +24,68 @@ import socketio
 from socketio import packet as sio_packet
 
 from ..types import JSON
+from .engine import attach_wire
+from .wire import Wire, text_frame
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """One event, encoded once for any number of recipients."""
+
+    packet: Any  # engineio.packet.Packet, for the queue path
+    frame: bytes  # the WebSocket frame, for the direct path
 
 
 class EngineIOOutlet:
-    def __init__(self, sio: socketio.AsyncServer, queue_limit: int) -> None:
+    def __init__(self, sio: socketio.AsyncServer, queue_limit: int, buffer_limit: int) -> None:
         self._sio = sio
         self._limit = queue_limit
-        self._eio_sids: dict[str, str] = {}  # socket.io sid -> engine.io sid
+        self._buffer_limit = buffer_limit
+        self._sockets: dict[str, Any] = {}  # socket.io sid -> Engine.IO socket
 
-    def bind(self, sid: str, eio_sid: str) -> None:
-        self._eio_sids[sid] = eio_sid
+    def bind(self, sid: str, eio_sid: str, wire: Wire | None = None) -> None:
+        eio = self._sio.eio
+        attach_wire(eio, eio_sid, wire)
+        socket = eio.sockets.get(eio_sid)
+        if socket is not None:
+            self._sockets[sid] = socket
 
     def unbind(self, sid: str) -> None:
-        self._eio_sids.pop(sid, None)
+        self._sockets.pop(sid, None)
 
     def size(self) -> int:
-        return len(self._eio_sids)
+        return len(self._sockets)
 
-    def encode(self, event: str, payload: JSON) -> Any:
-        encoded = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
-        return engineio.packet.Packet(engineio.packet.MESSAGE, data=encoded)
+    def encode(self, event: str, payload: JSON) -> EncodedEvent:
+        text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
+        packet = engineio.packet.Packet(engineio.packet.MESSAGE, data=text)
+        return EncodedEvent(packet, text_frame(packet.encode()))
 
-    def push(self, sid: str, packet: Any, *, force: bool = False) -> bool:
-        eio_sid = self._eio_sids.get(sid)
-        if eio_sid is None:
-            return True
-        socket = self._sio.eio.sockets.get(eio_sid)
+    def push(self, sid: str, event: EncodedEvent, *, force: bool = False) -> bool:
+        socket = self._sockets.get(sid)
         if socket is None or socket.closed:
             return True
         queue = socket.queue
+        wire = queue.wire
+        if wire is not None and queue.writer_idle and socket.upgraded and not queue.qsize():
+            if not force and wire.backlog() > self._buffer_limit:
+                return False
+            if wire.write_frame(event.frame):
+                return True
+            # The WebSocket is closing; Engine.IO will discard what it still queues.
         if not force and queue.qsize() >= self._limit:
             return False
-        queue.put_nowait(packet)
+        queue.put_nowait(event.packet)
         return True
 
+    def writes_direct(self, sid: str) -> bool:
+        """Whether an event to this connection would now go straight to its WebSocket."""
+        socket = self._sockets.get(sid)
+        if socket is None or socket.closed:
+            return False
+        queue = socket.queue
+        return bool(queue.wire is not None and queue.writer_idle and socket.upgraded)
+
     def send(self, sid: str, event: str, payload: JSON) -> None:
-        """Send one message to one socket, whatever its queue holds (control messages)."""
+        """Send one message to one socket, whatever its backlog (control messages)."""
         self.push(sid, self.encode(event, payload), force=True)
