@@ -413,7 +413,7 @@ def _method(results: dict[str, Any]) -> list[str]:
         "server's core, was the limit. *other cores* is what the machine was busy with "
         "beyond the server, Redis and the generator: the kernel's loopback network "
         "processing (softirq time is charged to no process) and other work on this shared "
-        "machine; before each ladder the suite waits (at most 10 s) for other work to "
+        "machine; before each ladder the suite waits (at most 20 s) for other work to "
         "drop under 0.25 cores. The generator's CPU is in every table "
         "(its busiest process far below 100% means no generator process was saturated); "
         "the kernel's per-segment work (one TCP segment per frame the server writes) is "

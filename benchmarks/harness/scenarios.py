@@ -29,7 +29,7 @@ from .stats import Idle, Ladder, Step, percentile
 CONNECT_TIMEOUT_S = 20.0
 QUIET_S = 0.5  # a drain ends when no delivery arrived for this long
 QUIET_CORES = 0.25  # other work under which the machine counts as quiet
-QUIET_WAIT_S = 10.0  # at most this long to wait for it, per server and scenario
+QUIET_WAIT_S = 20.0  # at most this long to wait for it, per server and scenario
 PUBLISH_CONNECTIONS = 64  # HTTP keep-alive connections per worker (one request in flight each)
 
 
