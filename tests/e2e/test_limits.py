@@ -120,6 +120,7 @@ async def test_websocket_consumer_that_stops_reading_gets_newest_with_skipped_ma
             for seq in range(1, MAX_PUBLISHES + 1):
                 before = counters.events_out
                 await publish(room, "detection_event", data)
+                await asyncio.sleep(0)  # one loop iteration: the corked frame is written
                 if counters.events_out == before:
                     first_skipped = seq
                     break
@@ -156,6 +157,7 @@ async def test_websocket_consumer_that_stops_reading_is_disconnected() -> None:
                 await server.runtime.broadcast.publish(
                     "project_p1", "project_progress_update", data
                 )
+                await asyncio.sleep(0)  # one loop iteration: the corked frame is written
                 if counters.events_out == before:
                     break  # not delivered: the consumer was found slow
             else:

@@ -16,6 +16,7 @@ unsent, or its Engine.IO queue more than the packet limit.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,10 @@ class EngineIOOutlet:
         self._limit = queue_limit
         self._buffer_limit = buffer_limit
         self._sockets: dict[str, Any] = {}  # socket.io sid -> Engine.IO socket
+        # Frames for the direct path wait here until the end of the loop iteration:
+        # events published together (a batch, or several pub/sub messages read at
+        # once) then leave in one write per socket instead of one write per event.
+        self._corked: dict[Wire, list[bytes]] = {}
 
     def bind(self, sid: str, eio_sid: str, wire: Wire | None = None) -> None:
         eio = self._sio.eio
@@ -70,13 +75,25 @@ class EngineIOOutlet:
         if wire is not None and queue.writer_idle and socket.upgraded and not queue.qsize():
             if not force and wire.backlog() > self._buffer_limit:
                 return False
-            if wire.write_frame(event.frame):
+            frames = self._corked.get(wire)
+            if frames is not None:
+                frames.append(event.frame)
                 return True
-            # The WebSocket is closing; Engine.IO will discard what it still queues.
+            if not self._corked:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._corked[wire] = [event.frame]
+            return True
         if not force and queue.qsize() >= self._limit:
             return False
         queue.put_nowait(event.packet)
         return True
+
+    def _flush(self) -> None:
+        # Runs before anything else scheduled after the first frame was corked, so an
+        # Engine.IO writer woken later in this iteration still writes after these.
+        corked, self._corked = self._corked, {}
+        for wire, frames in corked.items():
+            wire.write_frames(frames)  # False: closing, and Engine.IO is closing it
 
     def writes_direct(self, sid: str) -> bool:
         """Whether an event to this connection would now go straight to its WebSocket."""

@@ -27,8 +27,8 @@ _OPCODE_TEXT_FIN = 0x81
 class Wire(Protocol):
     """What a broadcast needs from a connection's WebSocket."""
 
-    def write_frame(self, frame: bytes) -> bool:
-        """Write a complete frame; False when the connection no longer takes frames."""
+    def write_frames(self, frames: list[bytes]) -> bool:
+        """Write complete frames, in order; False when the connection no longer takes frames."""
 
     def backlog(self) -> int:
         """Bytes written but not yet taken by the kernel (the slow-consumer measure)."""
@@ -57,7 +57,7 @@ def wire_of(scope: dict[str, Any] | None) -> Wire | None:
 
 
 class WireProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol, offering `write_frame` to the application."""
+    """uvicorn's websockets protocol, offering `write_frames` to the application."""
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -65,12 +65,15 @@ class WireProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # absent when the handshake was refused
             scope["extensions"][WIRE_EXTENSION] = self
 
-    def write_frame(self, frame: bytes) -> bool:
+    def write_frames(self, frames: list[bytes]) -> bool:
         # Frames may only follow the accept and must never follow a close frame;
         # the flags are uvicorn's own record of both.
         if self.close_sent or self.disconnected or not self.handshake_complete:
             return False
-        self.transport.write(frame)
+        if len(frames) == 1:
+            self.transport.write(frames[0])
+        else:
+            self.transport.writelines(frames)  # one system call for all of them
         return True
 
     def backlog(self) -> int:
