@@ -35,7 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import plots, report, scenarios
 from harness.loadgen import LoadGen
 from harness.procs import Processes
-from harness.servers import NODE, ROOT, SERVERS, ensure_node_peer, software_versions
+from harness.servers import (
+    NODE,
+    ROOT,
+    SERVERS,
+    ensure_node_peer,
+    snapshot_roomcast,
+    software_versions,
+)
 from harness.stats import Idle, Ladder
 
 SCENARIOS = ("fanout", "scaling", "rooms", "idle", "publish")
@@ -162,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_node_peer()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))
-    procs = Processes(workdir)
+    source = snapshot_roomcast(workdir / "src")
+    procs = Processes(workdir, env={"PYTHONPATH": str(workdir / "src")})
     gen: LoadGen | None = None
     try:
         gen = LoadGen(args.workers)
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         results["command"] = f"make bench   # runs: {results['command']}"
     results["machine"] = report.machine()
     results["versions"] = software_versions()
+    results["versions"]["roomcast source"] = source
     results["workers"] = args.workers
     raw = args.raw or workdir / "results.json"
     raw.parent.mkdir(parents=True, exist_ok=True)

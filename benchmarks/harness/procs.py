@@ -126,8 +126,9 @@ class Process:
 class Processes:
     """The processes one run started; `stop_all` stops them, last started first."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, env: dict[str, str] | None = None) -> None:
         self.logdir = logdir
+        self.env = env or {}  # set in every started process's environment
         self._procs: list[Process] = []
 
     def start(
@@ -138,6 +139,7 @@ class Processes:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Process:
+        env = {**(os.environ if env is None else env), **self.env}
         log_path = self.logdir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 (closed by Process.stop)
         try:

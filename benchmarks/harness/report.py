@@ -239,7 +239,9 @@ def render(results: dict[str, Any], images: dict[str, Path], base: Path) -> str:
             "```",
             "",
             f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux "
-            f"{m['kernel']}, Python {m['python']}. Software: roomcast {v['roomcast']}, "
+            f"{m['kernel']}, Python {m['python']}. Software: roomcast {v['roomcast']} "
+            f"({v.get('roomcast source', 'source not recorded')}, copied at the start "
+            "of the run), "
             f"python-socketio {v['python-socketio']}, python-engineio {v['python-engineio']}, "
             f"uvicorn {v['uvicorn']}, uvloop {v['uvloop']}, redis-py {v['redis-py']}, "
             f"Node {v['node']}, socket.io {v['socket.io']}, @socket.io/redis-adapter "

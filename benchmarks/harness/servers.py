@@ -145,6 +145,17 @@ def _output(cmd: list[str]) -> str:
     return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "?"
 
 
+def snapshot_roomcast(dest: Path) -> str:
+    """Copy src/roomcast to dest/roomcast; return what it is (commit, uncommitted changes).
+
+    The suite's processes import roomcast from this copy (PYTHONPATH), so that a run
+    measures one version even while someone edits src/ during it."""
+    shutil.copytree(ROOT / "src" / "roomcast", dest / "roomcast")
+    commit = _output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"])
+    return f"commit {commit}" + (" + uncommitted changes in src/" if dirty != "?" else "")
+
+
 def software_versions() -> dict[str, str]:
     """Versions of what the servers run on, for the report."""
     redis = _output(["redis-server", "--version"])
