@@ -406,6 +406,9 @@ class RedisBroker:
             return
         if data[0] == "p":
             await self._deliver_in_order(Publication.from_envelope(json.loads(data[1:])))
+        elif data[0] == "b":  # several publications of one script call, in seq order
+            for envelope in data[1:].split("\n"):
+                await self._deliver_in_order(Publication.from_envelope(json.loads(envelope)))
         elif data[0] == "t":
             transient = json.loads(data[1:])
             self._sink.on_transient(room, transient["event"], transient["data"])

@@ -24,6 +24,7 @@ local first_seq = seq + 1
 local outcomes = {}
 local extras = {}
 local written = false
+local envelopes = {}  -- published together at the end
 local prefix = ',"room":"' .. room .. '","epoch":"' .. epoch .. '","seq":'
 
 -- The guard of one annotation write: refusal {code, details} or nil, and the new version.
@@ -113,7 +114,7 @@ for i = 7, #ARGV, 2 do
       ',"ts":' .. now .. ',"actor":' .. actor .. ',"client_event_id":' .. cid ..
       ',"data":' .. data .. '}'
     redis.call('XADD', hist, seq .. '-1', 'e', envelope)
-    redis.call('PUBLISH', channel, 'p' .. envelope)
+    table.insert(envelopes, envelope)
     if idem then redis.call('SET', idem, envelope, 'EX', idem_ttl) end
     written = true
     if version == '' then
@@ -126,6 +127,13 @@ for i = 7, #ARGV, 2 do
 end
 
 if written then
+  -- One message for the call: a listener parses one message instead of one per
+  -- event. Envelopes hold no raw newline (their JSON escapes it).
+  if #envelopes == 1 then
+    redis.call('PUBLISH', channel, 'p' .. envelopes[1])
+  else
+    redis.call('PUBLISH', channel, 'b' .. table.concat(envelopes, '\n'))
+  end
   redis.call('HSET', meta, 'seq', seq)
   redis.call('XTRIM', hist, 'MAXLEN', history_size)
   redis.call('EXPIRE', meta, ttl)
