@@ -86,6 +86,10 @@ class EventBroadcastService:
     ) -> Published:
         """Publish one event; returns its (id, epoch, seq).
 
+        Over Redis, calls made concurrently are written together (one round trip
+        for many events); awaited one after another, each takes a round trip, so
+        prefer `publish_many` or concurrent calls for throughput.
+
         Raises InvalidRoom, InvalidType, InvalidPayload (bad data, or a type that
         does not belong in the room), Forbidden (a server-only type), Conflict and
         Locked (annotation writes), BrokerUnavailable.
