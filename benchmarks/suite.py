@@ -49,7 +49,28 @@ SCENARIOS = ("fanout", "scaling", "rooms", "idle", "publish")
 PUBLISH_SCRIPT = ROOT / "benchmarks" / "publish.py"
 NOTES_MARKER = "<!-- notes: written by hand, kept by benchmarks/suite.py -->"
 
-FANOUT_RATES = [2, 3, 5, 7, 10, 14, 20, 28, 40, 56, 80, 110, 150, 200, 260, 340, 440]
+FANOUT_RATES = [
+    2,
+    3,
+    5,
+    7,
+    10,
+    14,
+    20,
+    28,
+    40,
+    56,
+    80,
+    110,
+    150,
+    200,
+    260,
+    340,
+    440,
+    600,
+    800,
+    1100,
+]
 ROOMS_RATES = [250, 350, 500, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000, 11000]
 
 
@@ -78,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"unknown scenario {name!r}")
     args.step_s = 1.0 if args.quick else 3.0
     args.drain_s = 2.0 if args.quick else 3.0
-    args.ladder_s = 25.0 if args.quick else 100.0  # per server and ladder
+    args.ladder_s = 25.0 if args.quick else 130.0  # per server and ladder
     args.fanout_rates = FANOUT_RATES[::3] if args.quick else FANOUT_RATES
     args.rooms_rates = ROOMS_RATES[::3] if args.quick else ROOMS_RATES
     return args
