@@ -32,6 +32,7 @@ from .rooms.names import RoomKinds
 from .rooms.policy import JoinHook
 from .rooms.service import RoomService
 from .transport.engine import WiredASGIApp, WiredSocketIOServer
+from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
 from .transport.http_api import build_router
@@ -274,6 +275,8 @@ def create_app(
     if demo:
         # Only ever by explicit request: the demo token endpoint hands out tokens.
         add_demo_routes(fastapi_app, runtime)
-    asgi = WiredASGIApp(runtime.sio, other_asgi_app=fastapi_app, socketio_path="socket.io")
+    asgi = WiredASGIApp(
+        runtime.sio, other_asgi_app=FastPublish(fastapi_app, runtime), socketio_path="socket.io"
+    )
     asgi.roomcast = runtime
     return asgi

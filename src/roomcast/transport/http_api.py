@@ -64,6 +64,73 @@ def _parse(model: type[BaseModel], body: Any) -> Any:
         raise InvalidPayload(f"{where}: {first['msg']}") from None
 
 
+def check_api_key(keys: list[bytes], authorization: str) -> None:
+    scheme, _, value = authorization.partition(" ")
+    given = value.strip().encode()
+    if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k) for k in keys):
+        raise Unauthorized("missing or wrong API key: send Authorization: Bearer <key>")
+
+
+async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
+    """`POST /api/v1/publish` on a raw body (shared by the FastAPI route and the fast path)."""
+    limit = rc.settings.max_payload_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body is {len(raw)} bytes; the limit is {limit}")
+    body: PublishBody = _parse(PublishBody, _loads(raw))
+    result = await rc.broadcast.publish(
+        body.room,
+        body.type,
+        body.data,
+        actor=body.actor.model_dump() if body.actor else None,
+        idempotency_key=body.idempotency_key,
+    )
+    return result._asdict()
+
+
+async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
+    """`POST /api/v1/publish/batch` on a raw body: per-event results, in order."""
+    limit = rc.settings.max_payload_bytes
+    # A batch may be up to 1000 events, each within the per-event limit.
+    if len(raw) > limit * 1000:
+        raise PayloadTooLarge("batch body too large")
+    body: BatchBody = _parse(BatchBody, _loads(raw))
+    results: list[JSON | RoomcastError | None] = []
+    events: list[JSON] = []
+    slots: list[int] = []
+    for event in body.events:
+        try:
+            if _json_size(event) > limit:
+                raise PayloadTooLarge("event larger than max_payload_bytes")
+            one: PublishBody = _parse(PublishBody, event)
+        except RoomcastError as exc:
+            results.append(exc)
+            continue
+        slots.append(len(results))
+        results.append(None)
+        events.append(
+            {
+                "room": one.room,
+                "type": one.type,
+                "data": one.data,
+                "actor": one.actor.model_dump() if one.actor else None,
+                "idempotency_key": one.idempotency_key,
+            }
+        )
+    # One call for the whole batch: each room's events are sequenced in one
+    # step over Redis, instead of one round trip per event.
+    for slot, outcome in zip(slots, await rc.broadcast.publish_many(events), strict=True):
+        results[slot] = outcome if isinstance(outcome, RoomcastError) else outcome._asdict()
+    errors = [r for r in results if isinstance(r, RoomcastError)]
+    if len(errors) == len(results) and any(e.temporary for e in errors):
+        # Nothing was published: the whole request fails (503), as one publish would.
+        raise next(e for e in errors if e.temporary)
+    for error in errors:
+        rc.metrics.refusals.labels(error.code).inc()
+    return {
+        "results": [{"error": r.to_wire()} if isinstance(r, RoomcastError) else r for r in results]
+    }
+
+
 def build_router(app: FastAPI, rc: Roomcast) -> None:
     """Add roomcast's routes and error handlers to a FastAPI application."""
     settings = rc.settings
@@ -71,11 +138,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     keys = [k.encode() for k in settings.api_key_list]
 
     async def require_key(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        given = value.strip().encode()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k) for k in keys):
-            raise Unauthorized("missing or wrong API key: send Authorization: Bearer <key>")
+        check_api_key(keys, request.headers.get("authorization", ""))
 
     async def json_body(request: Request) -> Any:
         raw = await request.body()
@@ -109,64 +172,13 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
 
     @api.post("/publish")
     async def publish(request: Request) -> JSON:
-        body: PublishBody = _parse(PublishBody, await json_body(request))
-        result = await rc.broadcast.publish(
-            body.room,
-            body.type,
-            body.data,
-            actor=body.actor.model_dump() if body.actor else None,
-            idempotency_key=body.idempotency_key,
-        )
-        return result._asdict()
+        return await publish_one(rc, await request.body())
 
     @api.post("/publish/batch")
     async def publish_batch(request: Request) -> Response:
-        raw = await request.body()
-        # A batch may be up to 1000 events, each within the per-event limit.
-        if len(raw) > settings.max_payload_bytes * 1000:
-            raise PayloadTooLarge("batch body too large")
-        body: BatchBody = _parse(BatchBody, _loads(raw))
-        results: list[JSON | RoomcastError | None] = []
-        events: list[JSON] = []
-        slots: list[int] = []
-        for event in body.events:
-            try:
-                if _json_size(event) > settings.max_payload_bytes:
-                    raise PayloadTooLarge("event larger than max_payload_bytes")
-                one: PublishBody = _parse(PublishBody, event)
-            except RoomcastError as exc:
-                results.append(exc)
-                continue
-            slots.append(len(results))
-            results.append(None)
-            events.append(
-                {
-                    "room": one.room,
-                    "type": one.type,
-                    "data": one.data,
-                    "actor": one.actor.model_dump() if one.actor else None,
-                    "idempotency_key": one.idempotency_key,
-                }
-            )
-        # One call for the whole batch: each room's events are sequenced in one
-        # step over Redis, instead of one round trip per event.
-        for slot, outcome in zip(slots, await rc.broadcast.publish_many(events), strict=True):
-            results[slot] = outcome if isinstance(outcome, RoomcastError) else outcome._asdict()
-        errors = [r for r in results if isinstance(r, RoomcastError)]
-        if len(errors) == len(results) and any(e.temporary for e in errors):
-            # Nothing was published: the whole request fails (503), as one publish would.
-            raise next(e for e in errors if e.temporary)
-        for error in errors:
-            rc.metrics.refusals.labels(error.code).inc()
         # A JSONResponse, not a dict: FastAPI's generic encoding of 1000 results cost
         # as much as a fifth of the whole request.
-        return JSONResponse(
-            {
-                "results": [
-                    {"error": r.to_wire()} if isinstance(r, RoomcastError) else r for r in results
-                ]
-            }
-        )
+        return JSONResponse(await publish_many(rc, await request.body()))
 
     @api.get("/rooms/{room}/history")
     async def history(room: str, since_seq: int = 0, limit: int = 100) -> JSON:
