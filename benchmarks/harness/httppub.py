@@ -60,6 +60,16 @@ class HttpConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         while True:
+            if len(buf) >= 12 and not (buf.startswith(b"HTTP/1.") and buf[9:12].isdigit()):
+                # not a response where one must start: count it and drop the connection
+                self.buf = b""
+                reason = f"unparsable response: {buf[:80]!r}"
+                if not self.busy:
+                    self.pool.tally.error(reason)
+                self.pool.lost(self, reason)
+                if self.transport is not None:
+                    self.transport.close()
+                return
             head_end = buf.find(b"\r\n\r\n")
             if head_end < 0:
                 break

@@ -25,6 +25,7 @@ from .procs import HOST, Process, Processes, cpu_seconds, machine_busy_seconds, 
 from .redis import start_redis
 from .servers import API_KEY, JWT_SECRET, ROOT, Instance, start_instance
 from .stats import Idle, Ladder, Step, percentile
+from .wsclient import EVENT
 
 CONNECT_TIMEOUT_S = 20.0
 QUIET_S = 0.5  # a drain ends when no delivery arrived for this long
@@ -228,6 +229,47 @@ async def step(
     return res
 
 
+async def check_with_socketio_client(c: Cluster, room: str, timeout: float = 10.0) -> None:
+    """A real python-socketio client on the first instance gets an event published on the
+    last one: the raw clients' exchange is one a standard client accepts. Raises if not."""
+    import aiohttp
+    import socketio
+
+    client = socketio.AsyncClient(reconnection=False)
+    got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    @client.on(EVENT)  # type: ignore[untyped-decorator]
+    async def on_event(arg: Any) -> None:
+        if not got.done():
+            got.set_result(arg)
+
+    token = mint_token("bench-check", room.removeprefix("project_"))
+    try:
+        await client.connect(
+            f"http://{HOST}:{c.ports[0]}",
+            auth={"token": token},
+            transports=["websocket"],
+            wait_timeout=timeout,
+        )
+        ack = await client.call("join", {"room": room}, timeout=timeout)
+        if not (isinstance(ack, dict) and ack.get("ok") is True):
+            raise RuntimeError(f"{c.kind}: join ack {ack!r}")
+        body = {"room": room, "type": EVENT, "data": {"total": 1, "completed": 1,
+                "percent": 100.0, "stage": "check:0"}}  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            url = f"http://{HOST}:{c.ports[-1]}/api/v1/publish"
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            async with http.post(url, json=body, headers=headers) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"{c.kind}: check publish HTTP {r.status}")
+        arg = await asyncio.wait_for(got, timeout)
+    finally:
+        await client.disconnect()
+    data = arg.get("data", arg) if isinstance(arg, dict) else None
+    if not (isinstance(data, dict) and data.get("stage") == "check:0"):
+        raise RuntimeError(f"{c.kind}: a socketio.AsyncClient got {arg!r}")
+
+
 def step_line(label: str, s: Step) -> str:
     p99 = "—" if s.p99_ms is None else f"{s.p99_ms:.1f}"
     return (
@@ -236,7 +278,7 @@ def step_line(label: str, s: Step) -> str:
         f"(busiest instance {s.server_busiest:.2f}), machine {s.machine_cores:.2f}, "
         f"generator {s.gen_cores:.2f} cores (sys {s.gen_sys_s / s.wall_s:.2f}, "
         f"busiest {100 * s.gen_busiest:.0f}%)"
-        + (f", errors {s.errors}" if s.errors else "")
+        + (f", errors {s.errors} (first: {s.error_samples[:1]})" if s.errors else "")
         + (f", skipped {s.skipped}" if s.skipped else "")
         + (f", lost {s.lost}" if s.lost else "")
     )
@@ -263,6 +305,7 @@ async def ladder(
         await connect_all(bench, specs_for(kind, c.ports, rooms), concurrency)
         result.setup_s = time.perf_counter() - t
         print(f"[{label}] {kind}: {len(rooms)} clients joined in {result.setup_s:.1f}s", flush=True)
+        await check_with_socketio_client(c, distinct[0])
         # warm-up, not recorded: JITs, caches, connection pools
         await step(bench, c, distinct, members, rates[min(1, len(rates) - 1)], bench.step_s)
         for rate in rates:
