@@ -52,6 +52,8 @@ def _figure(series: list[tuple[Ladder, str]], title: str, path: Path) -> Path:
     bottom.set_xscale("log")
     bottom.grid(True, which="both", alpha=0.3)
     for axis in (top.yaxis, bottom.yaxis, bottom.xaxis):
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
         axis.set_major_formatter(
             ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
         )
