@@ -75,7 +75,9 @@ class HttpConn(asyncio.Protocol):
                 break
             head = buf[:head_end].lower()
             i = head.find(b"content-length:")
-            length = int(head[i + 15 : head.find(b"\r\n", i)]) if i >= 0 else 0
+            # Content-Length may be the last header: then no CRLF follows it in `head`.
+            j = head.find(b"\r\n", i)
+            length = int(head[i + 15 : j if j >= 0 else len(head)]) if i >= 0 else 0
             end = head_end + 4 + length
             if len(buf) < end:
                 break
