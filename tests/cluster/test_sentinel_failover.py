@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+from roomcast.brokers.base import PublishCommand
+from roomcast.brokers.factory import make_broker
 from roomcast.errors import BrokerUnavailable
 from tests.support.redis_procs import SentinelCluster, sentinel_cluster
 from tests.support.server import Client, running_server, test_settings
@@ -140,3 +142,18 @@ async def test_client_connection_survives_failover(sentinel_cluster: SentinelClu
             assert client.sio.connected
         finally:
             await client.close()
+
+
+async def test_closing_the_broker_closes_its_sentinel_connections(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    # Found when a connection to a sentinel, left open by a closed broker, was
+    # collected during a later test: Redis.aclose() closes the master's pool only.
+    broker = make_broker(_settings(sentinel_cluster, 1))
+    await broker.start()
+    await broker.publish(PublishCommand("project_s", "project_progress_update", {"total": 1}))
+    sentinels = broker._redis.connection_pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    opened = [c for s in sentinels for c in s.connection_pool._available_connections]
+    assert opened, "master discovery went through no sentinel connection"
+    await broker.aclose()
+    assert not [c for c in opened if c.is_connected]

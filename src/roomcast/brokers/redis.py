@@ -35,7 +35,7 @@ from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPositio
 from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
 from .coalesce import PublishCoalescer
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
-from .redis_client import UNAVAILABLE_REPLIES, call
+from .redis_client import UNAVAILABLE_REPLIES, call, disconnect
 from .redis_keys import KeyLayout
 
 OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
@@ -97,7 +97,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        await self._redis.aclose()
+        await disconnect(self._redis)
 
     async def ping(self) -> None:
         await call(self._redis.ping())

@@ -48,6 +48,18 @@ def connect(settings: Settings) -> Any:
     return aioredis.Redis.from_url(settings.redis_url, **options)
 
 
+async def disconnect(client: Any) -> None:
+    """Close a client from `connect`, and in Sentinel mode the clients of the sentinels.
+
+    `Redis.aclose()` closes the master's pool only: the connections redis-py opened to
+    the sentinels to discover the master stay open otherwise, and outlive their loop.
+    """
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
+
+
 async def call(awaitable: Awaitable[Any]) -> Any:
     """Await a Redis call with a deadline; failing to reach Redis is BrokerUnavailable."""
     try:
