@@ -65,6 +65,14 @@ class WireProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # absent when the handshake was refused
             scope["extensions"][WIRE_EXTENSION] = self
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response (their header objects are ~3.5 KB)
+            # are not read again once the accept went out; an idle connection should
+            # not carry them for its whole life.
+            self.request = self.response = None  # type: ignore[assignment]
+
     def write_frames(self, frames: list[bytes]) -> bool:
         # Frames may only follow the accept and must never follow a close frame;
         # the flags are uvicorn's own record of both.
