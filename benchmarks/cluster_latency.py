@@ -13,44 +13,21 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import socketio
 
+from harness.procs import child_process, free_port
 from roomcast.auth.tokens import mint_access_token
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 KEY = "bench-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def process(
-    argv: list[str], env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 async def wait_healthy(url: str) -> None:
@@ -129,12 +106,10 @@ async def main() -> None:
         "ROOMCAST_CONNECT_RATE_PER_ADDRESS": "0",
     }
     serve = [sys.executable, "-m", "roomcast.cli", "serve"]
+    env_a = {**common, "ROOMCAST_PORT": str(port_a), "ROOMCAST_INSTANCE_ID": "a"}
+    env_b = {**common, "ROOMCAST_PORT": str(port_b), "ROOMCAST_INSTANCE_ID": "b"}
     try:
-        with (
-            process(redis_argv),
-            process(serve, {**common, "ROOMCAST_PORT": str(port_a), "ROOMCAST_INSTANCE_ID": "a"}),
-            process(serve, {**common, "ROOMCAST_PORT": str(port_b), "ROOMCAST_INSTANCE_ID": "b"}),
-        ):
+        with child_process(redis_argv), child_process(serve, env_a), child_process(serve, env_b):
             a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
             await wait_healthy(a)
             await wait_healthy(b)

@@ -28,14 +28,11 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ import httpx
 import redis.asyncio as aioredis
 import socketio
 
+from harness.procs import child_process, cpu_seconds, free_port
 from roomcast import EventBroadcastService, Settings
 from roomcast.brokers.redis_keys import KeyLayout
 
@@ -57,41 +55,12 @@ BASELINE_WINDOW = 50
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
-
-@contextmanager
-def process(
-    argv: list[str], env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process, stopped by its PID (SIGTERM, then SIGKILL) on exit."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 def detection(n: int) -> dict[str, Any]:
@@ -176,8 +145,8 @@ class Bench:
         until the time is up; one warm-up step is not counted."""
         await step(0)
         done = 0
-        cpu0, redis0 = own_cpu_seconds(), proc_cpu_seconds(self.redis_pid)
-        server0 = proc_cpu_seconds(server_pid) if server_pid else 0.0
+        cpu0, redis0 = own_cpu_seconds(), cpu_seconds(self.redis_pid)
+        server0 = cpu_seconds(server_pid) if server_pid else 0.0
         began = time.perf_counter()
         deadline = began + self.seconds
         while time.perf_counter() < deadline:
@@ -190,8 +159,8 @@ class Bench:
             done,
             wall,
             (own_cpu_seconds() - cpu0) / wall,
-            (proc_cpu_seconds(self.redis_pid) - redis0) / wall,
-            (proc_cpu_seconds(server_pid) - server0) / wall if server_pid else None,
+            (cpu_seconds(self.redis_pid) - redis0) / wall,
+            (cpu_seconds(server_pid) - server0) / wall if server_pid else None,
         )
         if check is not None:
             await check(done)
@@ -284,7 +253,7 @@ class Bench:
             ROOMCAST_LOG_LEVEL="warning",
         )
         base = f"http://{HOST}:{port}"
-        with process([sys.executable, "-m", "roomcast.cli", "serve"], env) as server:
+        with child_process([sys.executable, "-m", "roomcast.cli", "serve"], env) as server:
             async with httpx.AsyncClient(
                 base_url=base, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
             ) as http:
@@ -391,7 +360,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     argv = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
             "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", tmp]  # fmt: skip
     try:
-        with process(argv) as redis_proc:
+        with child_process(argv) as redis_proc:
             await wait_redis(redis_port)
             bench = Bench(redis_port, redis_proc.pid, args.seconds, args.window)
             one, many = room_names(1), room_names(ROOMS_MANY)
