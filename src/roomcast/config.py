@@ -1,7 +1,8 @@
 """Settings: one object, read from `ROOMCAST_*` variables or given explicitly.
 
 Lists arrive as comma-separated strings (that is what operators write in an
-environment file), so they are kept as strings and split by properties.
+environment file), so they are kept as strings and split by properties. Every field
+carries a description: `roomcast serve --help` prints it beside the default.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def _default_instance_id() -> str:
@@ -26,35 +30,78 @@ def _split(value: str) -> list[str]:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    redis_url: str = ""
-    redis_sentinels: str = ""
-    redis_sentinel_master: str = "mymaster"
-    jwt_secret: SecretStr | None = None
-    jwt_public_key: SecretStr | None = None
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
-    jwt_leeway_seconds: float = Field(0, ge=0)
-    api_keys: SecretStr = SecretStr("")
-    instance_id: str = Field(default_factory=_default_instance_id)
-    rate_limit_per_second: float = Field(100, gt=0)
-    rate_limit_burst: int = Field(200, ge=1)
-    max_connections_per_user: int = Field(20, ge=1)
-    max_connections: int = Field(50000, ge=1)
-    max_rooms_per_connection: int = Field(100, ge=1)
-    max_payload_bytes: int = Field(65536, ge=256)
-    connect_rate_per_address: float = Field(20, ge=0)
-    trusted_proxies: str = ""
-    history_size: int = Field(1000, ge=1)
-    history_ttl_seconds: int = Field(86400, ge=1)
-    cors_origins: str = ""
-    key_prefix: str = "roomcast"
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    redis_url: str = Field(
+        "", description="redis:// or rediss:// URL of a standalone Redis; empty: in memory"
+    )
+    redis_sentinels: str = Field(
+        "", description="host:port,host:port of Redis Sentinels (Sentinel mode)"
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", description="the master's name, as the sentinels know it"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Sentinel mode: the sentinels' own password"
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Sentinel mode: the password of the master and its replicas"
+    )
+    redis_tls: bool = Field(False, description="Sentinel mode: TLS to the sentinels and master")
+    redis_db: int = Field(0, ge=0, description="Sentinel mode: the database number")
+    jwt_secret: SecretStr | None = Field(
+        None, description=f"HS256 secret of access tokens, at least {MIN_SECRET_BYTES} bytes"
+    )
+    jwt_public_key: SecretStr | None = Field(
+        None, description="PEM public key of RS256/ES256 access tokens"
+    )
+    jwt_audience: str = Field("", description="required `aud` of tokens; empty: not checked")
+    jwt_issuer: str = Field("", description="required `iss` of tokens; empty: not checked")
+    jwt_leeway_seconds: float = Field(0, ge=0, description="clock leeway for `exp`, in seconds")
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated keys of the HTTP API (Bearer)"
+    )
+    instance_id: str = Field(
+        default_factory=_default_instance_id,
+        description="this instance's name (default: host-pid-random)",
+    )
+    rate_limit_per_second: float = Field(
+        100, gt=0, description="client events per second, per connection"
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="client events in a burst, per connection")
+    max_connections_per_user: int = Field(
+        20, ge=1, description="connections of one user, over all instances"
+    )
+    max_connections: int = Field(50000, ge=1, description="connections of this instance")
+    max_rooms_per_connection: int = Field(
+        100, ge=1, description="rooms one connection may join (its user_ room aside)"
+    )
+    max_payload_bytes: int = Field(
+        65536, ge=256, description="bytes of one client event's JSON and of an HTTP publish body"
+    )
+    connect_rate_per_address: float = Field(
+        20, ge=0, description="connection attempts per second per client address; 0: off"
+    )
+    trusted_proxies: str = Field(
+        "", description="load balancers whose X-Forwarded-For gives the client address"
+    )
+    history_size: int = Field(1000, ge=1, description="events kept per room")
+    history_ttl_seconds: int = Field(
+        86400, ge=1, description="seconds a room's history is kept after its last event"
+    )
+    cors_origins: str = Field(
+        "", description="comma-separated allowed origins, or *; empty: same origin only"
+    )
+    key_prefix: str = Field("roomcast", description="namespace of every Redis key and channel")
+    log_format: Literal["json", "console"] = Field("json", description="json or console")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error"
+    )
 
     # Beyond SPEC section 8: tuning knobs with safe defaults.
-    send_queue_limit: int = Field(1000, ge=8, description="packets queued per connection")
+    send_queue_limit: int = Field(
+        1000, ge=8, description="packets queued per long-polling connection"
+    )
     send_buffer_limit_bytes: int = Field(
         1 << 20,
         ge=1024,
@@ -63,11 +110,17 @@ class Settings(BaseSettings):
     rate_abuse_seconds: float = Field(
         10, gt=0, description="seconds of continuous rate limiting before a disconnect"
     )
-    lease_ttl_ms: int = Field(30000, ge=100)
-    lease_max_ttl_ms: int = Field(300000, ge=100)
-    idempotency_ttl_seconds: int = Field(600, ge=1)
-    client_publishable_types: str = "annotation_update"
-    drain_batch_size: int = Field(500, ge=1)
+    lease_ttl_ms: int = Field(30000, ge=100, description="an editing lease's default lifetime")
+    lease_max_ttl_ms: int = Field(300000, ge=100, description="the longest lease a client may ask")
+    idempotency_ttl_seconds: int = Field(
+        600, ge=1, description="how long a client_event_id or idempotency_key is remembered"
+    )
+    client_publishable_types: str = Field(
+        "annotation_update", description="comma-separated event types clients may publish"
+    )
+    drain_batch_size: int = Field(
+        500, ge=1, description="connections closed per step while draining"
+    )
     ws_per_message_deflate: bool = Field(
         False,
         description="compress WebSocket messages (costs CPU per recipient on every broadcast)",
@@ -80,6 +133,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"ROOMCAST_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                f"(make one with: {MAKE_A_SECRET})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_leases(self) -> Settings:
