@@ -13,6 +13,12 @@ every sentinel and wakes on those, not on a timer.
 The blocking methods (`start`, `stop`, `kill`, `restart`) have `a`-prefixed async
 twins that run them in a worker thread, for use inside a running event loop.
 
+Optionally a server requires a password (`requirepass`, and `masterauth` for when it
+is or becomes a replica), a sentinel has its own password and the master's
+(`sentinel auth-pass`), and everything speaks TLS only, with certificates that
+`TLSFiles.make` issues with `openssl` from a throw-away CA in a temporary directory.
+Without those options every process is started exactly as before.
+
 Fixtures: `redis_server` and `sentinel_cluster` (function scope). Use them from a test
 module with `from tests.support.redis_procs import redis_server` or register the module
 with `pytest_plugins`.
@@ -27,10 +33,12 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -43,6 +51,7 @@ from redis.exceptions import RedisError
 from tests.support.lifecycle import Managed
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -78,14 +87,44 @@ class RedisReplyError(Exception):
     """An error reply (`-ERR ...`) from the server."""
 
 
-def command(port: int, *args: str | int, timeout: float = 1.0, host: str = HOST) -> Any:
-    """Send one command to host:port and return its decoded reply (str, int, list, None)."""
+def command(
+    port: int,
+    *args: str | int,
+    timeout: float = 1.0,
+    host: str = HOST,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Any:
+    """Send one command to host:port and return its decoded reply (str, int, list, None).
+
+    With `password`, an AUTH goes first (its error reply is raised); with `tls`, the
+    connection is wrapped in that context before anything is sent.
+    """
+    commands = ([("AUTH", password)] if password is not None else []) + [args]
+    payload = b"".join(_encode(c) for c in commands)
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
+        with sock:
+            sock.sendall(payload)
+            with sock.makefile("rb") as stream:
+                replies = [_read_reply_or_error(stream) for _ in commands]
+    for reply in replies:
+        if isinstance(reply, RedisReplyError):
+            raise reply
+    return replies[-1]
+
+
+def _encode(args: Sequence[str | int]) -> bytes:
     parts = [str(a).encode() for a in args]
-    payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        with sock.makefile("rb") as stream:
-            return _read_reply(stream)
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def _read_reply_or_error(stream: Any) -> Any:
+    """A reply, or its error as a value: every pipelined reply is read before raising."""
+    try:
+        return _read_reply(stream)
+    except RedisReplyError as exc:
+        return exc
 
 
 def _read_reply(stream: Any) -> Any:
@@ -109,6 +148,64 @@ def _read_reply(stream: Any) -> Any:
         count = int(body)
         return None if count < 0 else [_read_reply(stream) for _ in range(count)]
     raise ConnectionError(f"unexpected reply line {line!r}")
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A throw-away CA and one certificate it signed for 127.0.0.1, in PEM files.
+
+    Every server and sentinel of a test uses the one certificate (as its server and
+    its client certificate: replicas and sentinels connect out over TLS too); clients
+    trust `ca` only.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TLSFiles:
+        """Issue the CA and the certificate into `directory` with `openssl` (EC P-256)."""
+        files = cls(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+        ca_key, csr = directory / "ca.key", directory / "server.csr"
+        extensions = directory / "server.ext"
+        extensions.write_text(
+            "basicConstraints=CA:FALSE\n"
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "keyUsage=digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid\n"
+        )
+        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        steps = [
+            [OPENSSL, "req", "-x509", *new_key, "-keyout", str(ca_key), "-out", str(files.ca),
+             "-days", "2", "-subj", "/CN=roomcast-test-ca"],
+            [OPENSSL, "req", *new_key, "-keyout", str(files.key), "-out", str(csr),
+             "-subj", "/CN=127.0.0.1"],
+            [OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey",
+             str(ca_key), "-CAcreateserial", "-out", str(files.cert), "-days", "2",
+             "-extfile", str(extensions)],
+        ]  # fmt: skip
+        for argv in steps:
+            done = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+            if done.returncode != 0:
+                raise ProcessStartError(f"{' '.join(argv[:3])} failed: {done.stderr.decode()}")
+        return files
+
+    def client_context(self) -> ssl.SSLContext:
+        """What a client that trusts only this CA uses (hostname 127.0.0.1 is checked)."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    def server_config(self) -> list[tuple[str, str]]:
+        """The TLS directives of a server or sentinel, as (name, value) pairs."""
+        return [
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),  # to the master, and a sentinel to every server
+        ]
 
 
 def _pairs(flat: list[Any]) -> dict[str, Any]:
@@ -143,9 +240,17 @@ class _RedisProcess(Managed):
 
     kind = "redis-server"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
         self._fixed_port = port is not None
         self._port = port if port is not None else 0
+        self.password = password  # what a client must AUTH with; None: no AUTH
+        self.tls = tls  # TLS only (no plain port) when set
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_in: float | None = None  # seconds the last start took
@@ -188,6 +293,11 @@ class _RedisProcess(Managed):
     @property
     def logfile(self) -> Path:
         return self.directory / "redis.log"
+
+    def command(self, *args: str | int, timeout: float = 1.0) -> Any:
+        """`command()` to this process, with its password and TLS."""
+        context = None if self.tls is None else self.tls.client_context()
+        return command(self._port, *args, timeout=timeout, password=self.password, tls=context)
 
     def log_tail(self, lines: int = 25) -> str:
         if self._dir is None:
@@ -282,7 +392,7 @@ class _RedisProcess(Managed):
                     + self.log_tail()
                 )
             try:
-                if command(self._port, "PING", timeout=0.5) == "PONG":
+                if self.command("PING", timeout=0.5) == "PONG":
                     return
             except (OSError, RedisReplyError):
                 pass
@@ -319,14 +429,19 @@ class RedisServer(_RedisProcess):
         replicaof: tuple[str, int] | None = None,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
-        super().__init__(port)
+        super().__init__(port, password=password, tls=tls)
         self.replicaof = replicaof
         self.extra_args = list(extra_args)
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self._port}/0"
+        """redis://host:port/0; with a password in it, and rediss:// with TLS."""
+        scheme = "redis" if self.tls is None else "rediss"
+        auth = "" if self.password is None else f":{self.password}@"
+        return f"{scheme}://{auth}{HOST}:{self._port}/0"
 
     def _argv(self, directory: Path) -> list[str]:
         argv = [
@@ -344,13 +459,21 @@ class RedisServer(_RedisProcess):
             # A replica's full sync starts at once instead of after the default 5 s.
             "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
+        if self.password is not None:
+            # masterauth too: after a failover a master may become a replica.
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.tls is not None:
+            argv[argv.index("--port") + 1] = "0"  # TLS only: no plaintext port at all
+            argv += ["--tls-port", str(self._port)]
+            for name, value in self.tls.server_config():
+                argv += [f"--{name}", value]
         if self.replicaof is not None:
             argv += ["--replicaof", self.replicaof[0], str(self.replicaof[1])]
         return argv + self.extra_args
 
     def info(self, section: str = "") -> dict[str, str]:
         """`INFO [section]` as a dict (synchronous, one short-lived connection)."""
-        text = command(self._port, "INFO", *([section] if section else []))
+        text = self.command("INFO", *([section] if section else []))
         out: dict[str, str] = {}
         for line in str(text).splitlines():
             key, sep, value = line.partition(":")
@@ -360,6 +483,8 @@ class RedisServer(_RedisProcess):
 
     def client(self, **kwargs: Any) -> aioredis.Redis:
         """A redis.asyncio client for this server (close it with `await client.aclose()`)."""
+        if self.tls is not None:
+            kwargs.setdefault("ssl_ca_certs", str(self.tls.ca))
         return aioredis.Redis.from_url(self.url, **kwargs)
 
 
@@ -368,8 +493,16 @@ class SentinelProcess(_RedisProcess):
 
     kind = "redis-sentinel"
 
-    def __init__(self, config_lines: Sequence[str], port: int, myid: str | None = None) -> None:
-        super().__init__(port)
+    def __init__(
+        self,
+        config_lines: Sequence[str],
+        port: int,
+        myid: str | None = None,
+        *,
+        password: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
+        super().__init__(port, password=password, tls=tls)
         self.config_lines = list(config_lines)
         self.myid = myid or secrets.token_hex(20)
 
@@ -389,11 +522,17 @@ class SentinelProcess(_RedisProcess):
                 "sentinel resolve-hostnames no",
                 f"sentinel myid {self.myid}",
             ]
+            if self.password is not None:
+                header.append(f"requirepass {self.password}")
+            if self.tls is not None:
+                header[0] = "port 0"
+                header.append(f"tls-port {self._port}")
+                header += [f"{name} {value}" for name, value in self.tls.server_config()]
             self.config_file.write_text("\n".join(header + self.config_lines) + "\n")
         return [REDIS_SERVER, str(self.config_file), "--sentinel"]
 
     def master_addr(self, name: str = MASTER_NAME) -> tuple[str, int] | None:
-        reply = command(self._port, "SENTINEL", "get-master-addr-by-name", name)
+        reply = self.command("SENTINEL", "get-master-addr-by-name", name)
         return None if reply is None else (str(reply[0]), int(reply[1]))
 
 
@@ -402,11 +541,30 @@ class SentinelCluster(Managed):
 
     `master` and `replica` follow the roles: after `wait_for_new_master` has seen a
     failover, `master` is the promoted server and `replica` the old (killed) master.
+
+    `password`: both servers require it (and use it to replicate), and the sentinels
+    are told it (`sentinel auth-pass`). `sentinel_password`: the sentinels require it
+    of their clients and of each other (`requirepass`, `sentinel sentinel-pass`).
+    `tls`: every process listens with TLS only, on certificates of a CA made at start
+    (`tls_files`, whose `ca` a client must trust).
     """
 
-    def __init__(self, master_name: str = MASTER_NAME, sentinel_count: int = 3) -> None:
+    def __init__(
+        self,
+        master_name: str = MASTER_NAME,
+        sentinel_count: int = 3,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        tls: bool = False,
+    ) -> None:
         self.master_name = master_name
         self.sentinel_count = sentinel_count
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.tls = tls
+        self._tls_dir: Path | None = None
+        self.tls_files: TLSFiles | None = None
         self._servers: list[RedisServer] = []
         self._master_index = 0
         self.sentinel_procs: list[SentinelProcess] = []
@@ -451,9 +609,13 @@ class SentinelCluster(Managed):
     def start(self) -> Self:
         began = time.monotonic()
         try:
-            master = RedisServer().start()
+            if self.tls:
+                self._tls_dir = Path(tempfile.mkdtemp(prefix="roomcast-tls-"))
+                self.tls_files = TLSFiles.make(self._tls_dir)
+            secured: dict[str, Any] = {"password": self.password, "tls": self.tls_files}
+            master = RedisServer(**secured).start()
             self._servers = [master]
-            self._servers.append(RedisServer(replicaof=master.address).start())
+            self._servers.append(RedisServer(replicaof=master.address, **secured).start())
             self._master_index = 0
             self._wait_replica_linked(began + START_TIMEOUT)
             self._start_sentinels()
@@ -477,12 +639,19 @@ class SentinelCluster(Managed):
                 # What Sentinel itself would have written after discovery: the replica
                 # and the other sentinels are known from the start, not ~2 s later.
                 f"sentinel known-replica {name} {HOST} {self.replica.port}",
-            ] + [
+            ]
+            if self.password is not None:
+                lines.append(f"sentinel auth-pass {name} {self.password}")
+            if self.sentinel_password is not None:
+                lines.append(f"sentinel sentinel-pass {self.sentinel_password}")
+            lines += [
                 f"sentinel known-sentinel {name} {HOST} {other_port} {ids[other]}"
                 for other, other_port in enumerate(ports)
                 if other != index
             ]
-            sentinel = SentinelProcess(lines, port, ids[index])
+            sentinel = SentinelProcess(
+                lines, port, ids[index], password=self.sentinel_password, tls=self.tls_files
+            )
             self.sentinel_procs.append(sentinel)
             sentinel.start()
 
@@ -504,17 +673,16 @@ class SentinelCluster(Managed):
             for sentinel in self.sentinel_procs:
                 if sentinel.master_addr(name) != self.master.address:
                     return False
-                port = sentinel.port
-                master = _pairs(command(port, "SENTINEL", "master", name))
+                master = _pairs(sentinel.command("SENTINEL", "master", name))
                 if master.get("flags") != "master" or int(master["num-other-sentinels"]) < others:
                     return False
-                replicas = [_pairs(r) for r in command(port, "SENTINEL", "replicas", name)]
+                replicas = [_pairs(r) for r in sentinel.command("SENTINEL", "replicas", name)]
                 if not any(
                     r.get("flags") == "slave" and r.get("master-link-status") == "ok"
                     for r in replicas
                 ):
                     return False
-                peers = [_pairs(s) for s in command(port, "SENTINEL", "sentinels", name)]
+                peers = [_pairs(s) for s in sentinel.command("SENTINEL", "sentinels", name)]
                 if sum(p.get("flags") == "sentinel" for p in peers) < others:
                     return False
             return True
@@ -538,6 +706,9 @@ class SentinelCluster(Managed):
         """Stop every process by its PID: the sentinels first, so they do not fail over."""
         for proc in [*self.sentinel_procs, *reversed(self._servers)]:
             proc.stop()
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
@@ -575,6 +746,7 @@ class SentinelCluster(Managed):
                     socket_connect_timeout=1,
                     retry=Retry(NoBackoff(), 0),
                     decode_responses=True,
+                    **self.sentinel_client_kwargs(),
                 )
                 clients.append(client)
                 pubsub = client.pubsub()
@@ -615,6 +787,24 @@ class SentinelCluster(Managed):
             self.last_failover_seconds = time.monotonic() - self._killed_at
         return new_port
 
+    def sentinel_client_kwargs(self) -> dict[str, Any]:
+        """redis-py keyword arguments that reach a sentinel (password, TLS), if any."""
+        kwargs: dict[str, Any] = {}
+        if self.sentinel_password is not None:
+            kwargs["password"] = self.sentinel_password
+        if self.tls_files is not None:
+            kwargs.update(ssl=True, ssl_ca_certs=str(self.tls_files.ca))
+        return kwargs
+
+    def server_client_kwargs(self) -> dict[str, Any]:
+        """redis-py keyword arguments that reach the master or replica (password, TLS)."""
+        kwargs: dict[str, Any] = {}
+        if self.password is not None:
+            kwargs["password"] = self.password
+        if self.tls_files is not None:
+            kwargs.update(ssl=True, ssl_ca_certs=str(self.tls_files.ca))
+        return kwargs
+
     def _agreed_new_master(self, old_port: int) -> int | None:
         answers = set()
         for sentinel in self.sentinel_procs:
@@ -628,14 +818,16 @@ class SentinelCluster(Managed):
         if len(answers) != 1 or old_port in answers:
             return None
         (port,) = answers
+        servers = [s for s in self._servers if s.port == port]
         try:
-            role = command(port, "ROLE")
+            role = servers[0].command("ROLE") if servers else command(port, "ROLE")
         except (OSError, RedisReplyError):
             return None
         return port if role and role[0] == "master" else None
 
     def teardown(self) -> object:
-        return self.stop()
+        self.stop()
+        return None
 
 
 async def _forward(pubsub: Any, events: asyncio.Queue[object]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,8 +13,10 @@ from redis.asyncio.sentinel import Sentinel
 
 from tests.support.instances import RoomcastProcess
 from tests.support.redis_procs import (
+    RedisReplyError,
     RedisServer,
     SentinelCluster,
+    TLSFiles,
     command,
     free_port,
     redis_server,
@@ -104,7 +107,7 @@ async def test_sentinel_cluster_fails_over_to_the_replica(
     for _, port in cluster.sentinels:
         assert command(port, "SENTINEL", "get-master-addr-by-name", "mymaster")[1] == str(new_port)
 
-    sentinel = Sentinel(cluster.sentinels, socket_timeout=2, decode_responses=True)
+    sentinel = Sentinel(cluster.sentinels, socket_timeout=2, decode_responses=True)  # type: ignore[no-untyped-call]
     master = sentinel.master_for("mymaster")
     try:
         await master.set("procs:after-failover", "yes")
@@ -133,3 +136,45 @@ async def test_roomcast_process_serves_healthz_and_dies_on_sigkill() -> None:
         assert await proc.akill() == -9
         assert not proc.running
         assert_gone(pid)
+
+
+async def test_password_protected_server_refuses_a_client_without_it() -> None:
+    with RedisServer(password="procs-pw") as server:
+        with pytest.raises(RedisReplyError, match="NOAUTH"):
+            command(server.port, "PING")
+        with pytest.raises(RedisReplyError, match="WRONGPASS"):
+            command(server.port, "PING", password="not-it")
+        assert server.command("PING") == "PONG"
+        assert server.url == f"redis://:procs-pw@127.0.0.1:{server.port}/0"
+        client = server.client(decode_responses=True)
+        try:
+            await client.set("procs:k", "v")
+            assert await client.get("procs:k") == "v"
+        finally:
+            await client.aclose()
+
+
+async def test_tls_server_has_no_plaintext_port(tmp_path: Path) -> None:
+    files = TLSFiles.make(tmp_path)
+    with RedisServer(tls=files) as server:
+        assert server.url.startswith("rediss://")
+        with pytest.raises((OSError, ConnectionError)):
+            command(server.port, "PING")  # plaintext to a TLS port: closed, no reply
+        assert server.command("PING") == "PONG"
+        client = server.client(decode_responses=True)
+        try:
+            await client.set("procs:k", "v")
+            assert await client.get("procs:k") == "v"
+        finally:
+            await client.aclose()
+
+
+def test_secured_sentinels_require_their_own_password() -> None:
+    with SentinelCluster(password="procs-m", sentinel_password="procs-s") as cluster:
+        sentinel = cluster.sentinel_procs[0]
+        with pytest.raises(RedisReplyError, match="NOAUTH"):
+            command(sentinel.port, "SENTINEL", "get-master-addr-by-name", "mymaster")
+        with pytest.raises(RedisReplyError, match="WRONGPASS"):
+            command(sentinel.port, "PING", password="procs-m")  # the master's is not theirs
+        assert sentinel.master_addr() == cluster.master.address
+        assert cluster.master.info("replication")["connected_slaves"] == "1"
