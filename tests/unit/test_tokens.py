@@ -102,8 +102,10 @@ def test_optional_claims_default_to_empty(verifier: TokenVerifier) -> None:
     assert identity.is_admin is False
 
 
-def test_integer_project_ids_become_strings(verifier: TokenVerifier) -> None:
-    assert verifier.verify_access(hs256(claims(projects=[7, "p8"]))).projects == {"7", "p8"}
+def test_float_time_claims_are_numeric_dates(verifier: TokenVerifier) -> None:
+    now = time.time()
+    token = hs256(claims(exp=now + 600.5, nbf=now - 1.5, iat=now - 1.5))
+    assert verifier.verify_access(token).expires_at == now + 600.5
 
 
 def test_minted_token_verifies(verifier: TokenVerifier) -> None:
@@ -281,6 +283,72 @@ def test_list_claims_must_be_lists_of_strings(
 def test_name_must_be_a_string(verifier: TokenVerifier) -> None:
     with pytest.raises(AuthInvalid):
         verifier.verify_access(hs256(claims(name=["Ann"])))
+
+
+# RFC 7519 section 2: exp, nbf and iat are NumericDates, JSON numbers. PyJWT runs int()
+# on them, so a string of digits or a boolean passed its checks.
+FUTURE = int(time.time()) + 3600
+PAST = int(time.time()) - 3600
+
+
+@pytest.mark.parametrize(
+    "value", [str(FUTURE), "9999999999", True, [FUTURE], {"t": FUTURE}, "1e10", "  9999999999"]
+)
+def test_exp_must_be_a_number(verifier: TokenVerifier, value: object) -> None:
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims(exp=value)))
+    assert "exp" in info.value.message
+
+
+def test_exp_as_a_past_string_is_invalid_not_expired(verifier: TokenVerifier) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(exp=str(PAST))))
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+@pytest.mark.parametrize("value", [str(PAST), "0", True, False, [PAST], None])
+def test_nbf_and_iat_must_be_numbers(verifier: TokenVerifier, claim: str, value: object) -> None:
+    payload = claims()
+    payload[claim] = value
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(payload))
+    assert claim in info.value.message
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_time_claims_must_be_finite(verifier: TokenVerifier, value: float) -> None:
+    # json.dumps writes NaN and Infinity, and json.loads reads them back as floats.
+    payload = claims()
+    payload["iat"] = value
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(payload))
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_nbf_and_iat_in_the_future_are_refused_beyond_the_leeway(claim: str) -> None:
+    token = hs256(claims(**{claim: int(time.time()) + 30}))
+    with pytest.raises(AuthInvalid):
+        TokenVerifier(secret=SECRET).verify_access(token)
+    assert TokenVerifier(secret=SECRET, leeway_seconds=60).verify_access(token).user_id == "u1"
+
+
+@pytest.mark.parametrize("claim", ["projects", "rooms", "roles"])
+@pytest.mark.parametrize("value", [[7, "p8"], [True], [1.5]])
+def test_list_claims_hold_strings_only(verifier: TokenVerifier, claim: str, value: object) -> None:
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims(**{claim: value})))
+    assert claim in info.value.message
+
+
+@pytest.mark.parametrize("name", [42, True, {"first": "Ann"}])
+def test_name_of_another_type(verifier: TokenVerifier, name: object) -> None:
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(name=name)))
+
+
+def test_room_token_with_a_string_exp_is_not_valid(verifier: TokenVerifier) -> None:
+    token = hs256(claims(room="annotation_a1", exp="9999999999"))
+    assert verifier.is_room_token_valid(token, "u1", "annotation_a1") is False
 
 
 # audience and issuer --------------------------------------------------------------------

@@ -6,6 +6,7 @@ token, so `alg: none` and HS/RS confusion are refused by construction.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from ..types import Identity
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
 class TokenVerifier:
@@ -53,15 +55,39 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": required, "verify_aud": self._audience is not None},
+                options={
+                    "require": required,
+                    "verify_aud": self._audience is not None,
+                    # PyJWT's time checks run int() on the claim, so "9999999999" (a
+                    # string) or true passed them: `_check_times` does them instead.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthExpired("token expired") from None
         except jwt.PyJWTError as exc:
             # PyJWTError, not just InvalidTokenError: a token naming the other key
             # family (ES256 against an RSA key) raises InvalidKeyError.
             raise AuthInvalid(f"invalid token: {exc}") from None
+        self._check_times(claims)
         return claims
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """Refuse time claims that are not NumericDates (RFC 7519 2), then check them.
+
+        The comparisons are PyJWT's: expired when `exp <= now - leeway`, not yet
+        valid when `nbf` or `iat` is after `now + leeway`.
+        """
+        for name in NUMERIC_DATES:
+            value = claims.get(name)
+            if name in claims and not _is_numeric_date(value):
+                raise AuthInvalid(f"claim {name} must be a number (a NumericDate)")
+        now = time.time()
+        if claims["exp"] <= now - self._leeway:
+            raise AuthExpired("token expired")
+        for name in ("nbf", "iat"):
+            if name in claims and claims[name] > now + self._leeway:
+                raise AuthInvalid(f"token not yet valid (claim {name} is in the future)")
 
     def verify_access(self, token: object) -> Identity:
         """Return the identity of a valid access token.
@@ -95,15 +121,18 @@ class TokenVerifier:
         return claims.get("sub") == user_id and claims.get("room") == room
 
 
+def _is_numeric_date(value: object) -> bool:
+    # bool is an int to Python, and JSON's NaN or Infinity parse as floats.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _string_set(claims: dict[str, Any], name: str) -> frozenset[str]:
     value = claims.get(name)
     if value is None:
         return frozenset()
-    if not isinstance(value, list) or not all(
-        isinstance(v, str | int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise AuthInvalid(f"claim {name} must be a list of strings")
-    return frozenset(str(v) for v in value)
+    return frozenset(value)
 
 
 def mint_access_token(
