@@ -12,6 +12,10 @@ ready WebSocket frame (`wire.text_frame`). Per recipient:
 
 A connection is a slow consumer when its transport holds more than the byte limit
 unsent, or its Engine.IO queue more than the packet limit.
+
+Per recipient this reads Engine.IO's socket attributes (`closed`, `upgraded`,
+`queue`) inline, as internals.py's assumptions E1-E3 describe: a call into
+internals.py per recipient would slow the broadcast path down.
 """
 
 from __future__ import annotations
@@ -20,12 +24,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import engineio
 import socketio
-from socketio import packet as sio_packet
 
 from ..types import JSON
-from .engine import attach_wire
+from .internals import attach_wire, encode_event
 from .wire import Wire, text_frame
 
 
@@ -49,9 +51,7 @@ class EngineIOOutlet:
         self._corked: dict[Wire, list[bytes]] = {}
 
     def bind(self, sid: str, eio_sid: str, wire: Wire | None = None) -> None:
-        eio = self._sio.eio
-        attach_wire(eio, eio_sid, wire)
-        socket = eio.sockets.get(eio_sid)
+        socket = attach_wire(self._sio.eio, eio_sid, wire)
         if socket is not None:
             self._sockets[sid] = socket
 
@@ -62,9 +62,8 @@ class EngineIOOutlet:
         return len(self._sockets)
 
     def encode(self, event: str, payload: JSON) -> EncodedEvent:
-        text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
-        packet = engineio.packet.Packet(engineio.packet.MESSAGE, data=text)
-        return EncodedEvent(packet, text_frame(packet.encode()))
+        packet, text = encode_event(event, payload)
+        return EncodedEvent(packet, text_frame(text))
 
     def push(self, sid: str, event: EncodedEvent, *, force: bool = False) -> bool:
         socket = self._sockets.get(sid)

@@ -10,16 +10,18 @@ task wake-up, no ASGI message and no framing.
 puts itself into the ASGI scope under `extensions["roomcast.wire"]`, so the Socket.IO
 layer above can find the wire of a connection without holding on to uvicorn. A raw
 frame is always a valid message on the connection, even when permessage-deflate was
-negotiated: a message whose RSV1 bit is clear is simply not compressed.
+negotiated: a message whose RSV1 bit is clear is simply not compressed. The protocol
+subclasses uvicorn's internals, so it lives with the other such reaches in
+internals.py (assumptions U1-U6); it is importable from here too.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from .internals import WIRE_EXTENSION, WireProtocol
 
-WIRE_EXTENSION = "roomcast.wire"
+__all__ = ["WIRE_EXTENSION", "Wire", "WireProtocol", "text_frame", "wire_of"]
 
 _OPCODE_TEXT_FIN = 0x81
 
@@ -54,35 +56,3 @@ def wire_of(scope: dict[str, Any] | None) -> Wire | None:
     extensions = scope.get("extensions") or {}
     wire = extensions.get(WIRE_EXTENSION)
     return wire if isinstance(wire, WireProtocol) else None
-
-
-class WireProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol, offering `write_frames` to the application."""
-
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        scope = getattr(self, "scope", None)
-        if scope is not None:  # absent when the handshake was refused
-            scope["extensions"][WIRE_EXTENSION] = self
-
-    async def send(self, message: Any) -> None:
-        await super().send(message)
-        if message["type"] == "websocket.accept":
-            # The handshake's request and response (their header objects are ~3.5 KB)
-            # are not read again once the accept went out; an idle connection should
-            # not carry them for its whole life.
-            self.request = self.response = None  # type: ignore[assignment]
-
-    def write_frames(self, frames: list[bytes]) -> bool:
-        # Frames may only follow the accept and must never follow a close frame;
-        # the flags are uvicorn's own record of both.
-        if self.close_sent or self.disconnected or not self.handshake_complete:
-            return False
-        if len(frames) == 1:
-            self.transport.write(frames[0])
-        else:
-            self.transport.writelines(frames)  # one system call for all of them
-        return True
-
-    def backlog(self) -> int:
-        return self.transport.get_write_buffer_size()

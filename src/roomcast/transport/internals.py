@@ -1,0 +1,330 @@
+"""Every reach into private internals of uvicorn, python-engineio and python-socketio.
+
+roomcast writes a broadcast's pre-built WebSocket frame straight to each socket's
+transport (wire.py, outlet.py), and that is only correct while these libraries
+behave as below. Each assumption is numbered; tests/compat/test_assumptions.py has
+one test per number against the real library, and the cheap structural ones are
+checked here, at import (U, S4, E6) or when the Socket.IO server is built (E1, E3,
+E4, S1, S5), raising `IncompatibleDependency` with the library's version.
+
+uvicorn (its sans-I/O websockets protocol, `WireProtocol`'s base)
+
+U1. `uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol`
+    exists (uvicorn >= 0.35). Breaks: `import roomcast.transport` fails. Checked.
+U2. `handle_connect(event)` runs once per handshake and, when it accepts, stores the
+    ASGI scope as `self.scope` (with an `extensions` dict) before the application
+    sees it; a refused handshake has no scope. roomcast puts the protocol into
+    `scope["extensions"]["roomcast.wire"]`. Breaks: no connection gets a wire (every
+    event then takes Engine.IO's queue: correct, slower) or a KeyError. Checked
+    (the method exists and assigns `scope`).
+U3. `send(message)` is the protocol's ASGI send, and once "websocket.accept" went out
+    `self.request` and `self.response` are not read again; roomcast drops them
+    (~3.5 KB per idle connection). Breaks: an AttributeError on a later send.
+U4. `handshake_complete`, `close_sent` and `disconnected` are the protocol's own
+    record of the accept having been written, a close frame having been written
+    and the connection being lost. `write_frames` refuses frames unless the first
+    is set and the others are not. Breaks: frames before the 101 response or after
+    a close frame, a protocol error for the client. Checked (set by `__init__`).
+U5. `self.transport` is the asyncio transport that the protocol writes each of its
+    own frames to whole, with nothing held back in the protocol. A frame roomcast
+    writes there is ordered with uvicorn's (ASGI sends, pings, the close) by call
+    order and never lands inside one. Breaks: interleaved or reordered frames.
+U6. A server-to-client text frame is unmasked and, with RSV1 clear, valid whether
+    or not permessage-deflate was negotiated (RFC 6455, RFC 7692), so one frame's
+    bytes serve every connection. Breaks: clients failing the connection.
+U7. `uvicorn.Server.handle_exit(sig, frame)` is what uvicorn's signal handling calls
+    on SIGINT/SIGTERM, and `should_exit = True` ends `serve()`; server.py's
+    `DrainingServer` drains on the first signal that way. Breaks: SIGTERM stops
+    without a drain. Checked (the method exists).
+
+python-engineio (a socket's queue and its writer task)
+
+E1. `AsyncServer.create_queue(*args, **kwargs)` makes every socket's outgoing
+    `socket.queue`, which Engine.IO uses as an asyncio.Queue. roomcast returns a
+    `WireQueue`. Breaks: no socket writes direct (slower), or, if the queue were
+    bypassed by Engine.IO, frames out of order. Checked (a probe socket's queue).
+E2. The WebSocket writer task of a socket takes packets with `await queue.get()`,
+    drains the rest with `get_nowait()`, and hands every packet it took to the
+    WebSocket before it calls `get()` again. So a writer parked in `get()` on an
+    empty queue holds no packet (`WireQueue.writer_idle`), and a packet queued
+    before a direct frame is written before it. Breaks: a direct frame overtakes
+    an ack or an event still on Engine.IO's path (silent reordering).
+E3. `socket.upgraded` is True once the socket speaks WebSocket and False on
+    long-polling; `socket.closed` turns True when it is closed. outlet.py reads
+    both, and `socket.queue`, per recipient on the broadcast path (inline, not
+    through a function here, to keep that path as fast as it is). Checked (a probe
+    socket has them).
+E4. `eio.sockets` maps an Engine.IO sid to its socket. Checked.
+E5. An Engine.IO `environ` holds the ASGI scope under `environ["asgi.scope"]`
+    (gateway.py finds the wire of a connection there), and a WebSocket upgrade of
+    a long-polling socket names its Engine.IO sid in the query string `sid`.
+    Breaks: connections never get their wire (slower, still correct).
+E6. `engineio.packet.Packet(MESSAGE, data=text).encode()` is "4" + text, the bytes
+    of a frame's payload. Checked.
+
+python-socketio
+
+S1. `AsyncServer._engineio_server_class()` is what the constructor calls to build
+    `self.eio`; roomcast's returns `WiredEngineIOServer`. Checked.
+S2. `AsyncManager.connect(sid, namespace)` is awaited after the connect handler
+    accepted and the CONNECT packet was queued on the socket; `GreetingManager`
+    sends `connection_status` from there. Breaks: the greeting reaches the client
+    before its CONNECT and is dropped.
+S3. `manager.eio_sid_from_sid(sid, "/")` gives a connected sid's Engine.IO sid
+    (gateway.py binds the connection's socket with it).
+S4. `socketio.packet.Packet(EVENT, data=[name, payload]).encode()` is the str
+    `2["name",<payload as JSON>]` for a JSON payload. Checked.
+S5. `socketio.ASGIApp` keeps the Socket.IO server as `self.engineio_server`, whose
+    `eio` is the Engine.IO server. Checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import engineio
+import socketio
+import uvicorn
+from engineio import packet as eio_packet
+from engineio.async_socket import AsyncSocket
+from socketio import packet as sio_packet
+
+from ..dependency import require
+
+if TYPE_CHECKING:
+    from .wire import Wire
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover - only with an uvicorn older than 0.35
+    require(False, "uvicorn", "U1", "it has no uvicorn.protocols.websockets.websockets_sansio_impl")
+    raise
+
+WIRE_EXTENSION = "roomcast.wire"
+
+
+def _assigns(function: Any, *names: str) -> bool:
+    """Whether a function's code stores these attribute names (cheap: no call)."""
+    code = getattr(function, "__code__", None)
+    return code is not None and all(name in code.co_names for name in names)
+
+
+def _check_at_import() -> None:
+    base = WebSocketsSansIOProtocol
+    require(
+        _assigns(getattr(base, "handle_connect", None), "scope", "request", "response"),
+        "uvicorn",
+        "U2",
+        "WebSocketsSansIOProtocol.handle_connect no longer sets scope, request and response",
+    )
+    require(
+        _assigns(base.__init__, "handshake_complete", "close_sent", "disconnected"),
+        "uvicorn",
+        "U4",
+        "WebSocketsSansIOProtocol no longer keeps handshake_complete, close_sent, disconnected",
+    )
+    require(
+        callable(getattr(base, "send", None)) and _assigns(base.connection_made, "transport"),
+        "uvicorn",
+        "U3/U5",
+        "WebSocketsSansIOProtocol has no send, or connection_made keeps no transport",
+    )
+    require(
+        callable(getattr(uvicorn.Server, "handle_exit", None)),
+        "uvicorn",
+        "U7",
+        "uvicorn.Server has no handle_exit(sig, frame)",
+    )
+    require(
+        callable(getattr(engineio.AsyncServer, "create_queue", None)),
+        "python-engineio",
+        "E1",
+        "engineio.AsyncServer has no create_queue",
+    )
+    encoded = eio_packet.Packet(eio_packet.MESSAGE, data="x").encode()
+    require(encoded == "4x", "python-engineio", "E6", f"a MESSAGE packet encodes as {encoded!r}")
+    require(
+        callable(getattr(socketio.AsyncServer, "_engineio_server_class", None)),
+        "python-socketio",
+        "S1",
+        "socketio.AsyncServer has no _engineio_server_class",
+    )
+    encoded = sio_packet.Packet(sio_packet.EVENT, data=["e", {"k": 1}]).encode()
+    require(
+        encoded == '2["e",{"k":1}]',
+        "python-socketio",
+        "S4",
+        f"an EVENT packet encodes as {encoded!r}",
+    )
+
+
+_check_at_import()
+
+
+# uvicorn -----------------------------------------------------------------------------
+
+
+class WireProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol, offering `write_frames` to the application."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # U2
+        if scope is not None:  # absent when the handshake was refused
+            scope["extensions"][WIRE_EXTENSION] = self
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # U3: the handshake's request and response (their header objects are
+            # ~3.5 KB) are not read again once the accept went out; an idle
+            # connection should not carry them for its whole life.
+            self.request = self.response = None  # type: ignore[assignment]
+
+    def write_frames(self, frames: list[bytes]) -> bool:
+        # U4: frames may only follow the accept and must never follow a close frame.
+        if self.close_sent or self.disconnected or not self.handshake_complete:
+            return False
+        if len(frames) == 1:  # U5
+            self.transport.write(frames[0])
+        else:
+            self.transport.writelines(frames)  # one system call for all of them
+        return True
+
+    def backlog(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+
+# python-engineio ----------------------------------------------------------------------
+
+
+class WireQueue(asyncio.Queue[Any]):
+    """An Engine.IO socket queue that knows its wire and whether its writer is idle."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wire: Wire | None = None
+        self.writer_idle = False
+
+    async def get(self) -> Any:
+        # E2: while a getter is parked here the queue is empty; once an item arrives
+        # the queue is non-empty until the getter resumes, and the flag drops before
+        # the getter hands the item on. Either way a direct write then waits its turn.
+        self.writer_idle = True
+        try:
+            return await super().get()
+        finally:
+            self.writer_idle = False
+
+
+class WiredEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
+    """Engine.IO server whose sockets get a `WireQueue` (E1)."""
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> WireQueue:
+        return WireQueue(*args, **kwargs)
+
+
+def attach_wire(eio: engineio.AsyncServer, eio_sid: str, wire: Wire | None) -> Any:
+    """The Engine.IO socket of `eio_sid` (None if gone), given `wire` if there is one."""
+    socket = eio.sockets.get(eio_sid)  # E4
+    if wire is not None and socket is not None and isinstance(socket.queue, WireQueue):
+        socket.queue.wire = wire
+    return socket
+
+
+def encode_event(event: str, payload: Any) -> tuple[Any, str]:
+    """An event's Engine.IO packet (for the queue path) and its text (for the frame)."""
+    text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()  # S4
+    packet = eio_packet.Packet(eio_packet.MESSAGE, data=text)
+    return packet, packet.encode()  # E6
+
+
+def _check_engine(eio: Any) -> None:
+    require(
+        isinstance(eio, WiredEngineIOServer),
+        "python-socketio",
+        "S1",
+        f"the server's eio is a {type(eio).__name__}, not built by _engineio_server_class",
+    )
+    require(
+        isinstance(getattr(eio, "sockets", None), dict),
+        "python-engineio",
+        "E4",
+        "AsyncServer.sockets is not a dict of sockets",
+    )
+    probe = AsyncSocket(eio, "roomcast-probe")
+    require(
+        isinstance(getattr(probe, "queue", None), WireQueue),
+        "python-engineio",
+        "E1",
+        "a socket's queue does not come from AsyncServer.create_queue",
+    )
+    require(
+        getattr(probe, "upgraded", None) is False and getattr(probe, "closed", None) is False,
+        "python-engineio",
+        "E3",
+        "a new socket has no upgraded and closed flags set to False",
+    )
+
+
+# python-socketio ----------------------------------------------------------------------
+
+
+class WiredSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server on top of `WiredEngineIOServer` (S1)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _check_engine(self.eio)
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return WiredEngineIOServer
+
+
+class WiredASGIApp(socketio.ASGIApp):  # type: ignore[misc]
+    """Socket.IO's ASGI app, handing the wire of an upgrading socket to its queue.
+
+    A client that starts on long-polling (socket.io-client's default) upgrades with a
+    second request naming its Engine.IO `sid` (E5); that request's scope holds the
+    wire. A client that starts on WebSocket is given its wire when it connects (see
+    the gateway), from the scope of its one request.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        require(
+            isinstance(getattr(self.engineio_server, "eio", None), WiredEngineIOServer),
+            "python-socketio",
+            "S5",
+            "ASGIApp.engineio_server is not the Socket.IO server it was given",
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            wire = (scope.get("extensions") or {}).get(WIRE_EXTENSION)
+            if wire is not None:
+                sids = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("sid")
+                if sids:
+                    attach_wire(self.engineio_server.eio, sids[0], wire)  # S5, E5
+        await super().__call__(scope, receive, send)
+
+
+class GreetingManager(socketio.AsyncManager):  # type: ignore[misc]
+    """Calls `on_connected(sid)` right after the CONNECT packet went out (S2).
+
+    The connect handler runs before that packet is sent, so anything it emitted
+    would reach the client before the connection exists for it; the greeting
+    (`connection_status`) is therefore sent from here.
+    """
+
+    def __init__(self, on_connected: Callable[[str], None]) -> None:
+        super().__init__()
+        self._on_connected = on_connected
+
+    async def connect(self, sid: str, namespace: str) -> Any:
+        result = await super().connect(sid, namespace)
+        self._on_connected(sid)
+        return result
