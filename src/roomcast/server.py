@@ -1,18 +1,38 @@
-"""Running the application under uvicorn, with a draining shutdown on SIGTERM."""
+"""Running an application under uvicorn, with a draining shutdown on SIGTERM.
+
+`serve` is what `roomcast serve` runs: JSON logging for every logger, roomcast's
+WebSocket protocol, GC tuning and the drain. It serves roomcast's own application,
+or one an embedder builds (`roomcast serve --app module:factory`), so an application
+with its own room kinds, event types or join hook runs under the same server
+without copying any of this.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+import structlog
 import uvicorn
 
 from .app import Roomcast, create_app
 from .config import Settings
 from .observability.logging import configure_logging
 from .transport.wire import WireProtocol
+
+#: Builds the application to serve from the settings; returns what `create_app`
+#: returns (an ASGI application whose `.roomcast` is its `Roomcast`).
+AppFactory = Callable[[Settings], Any]
+
+
+class NotARoomcastApp(TypeError):
+    """An application (or a factory's result) that `create_app` did not build."""
+
 
 DRAIN_PAUSE_SECONDS = 0.2
 
@@ -69,16 +89,50 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(settings: Settings, *, demo: bool = False) -> None:
+def runtime_of(app: Any) -> Roomcast:
+    """The `Roomcast` of an application `create_app` built; NotARoomcastApp otherwise."""
+    runtime = getattr(app, "roomcast", None)
+    if not isinstance(runtime, Roomcast):
+        raise NotARoomcastApp(
+            f"{type(app).__name__} is not an application built by roomcast.create_app "
+            "(it has no .roomcast)"
+        )
+    return runtime
+
+
+async def serve(
+    settings: Settings, *, demo: bool = False, app: Any | AppFactory | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return.
+
+    `app` is an application `create_app` built, or a factory called with `settings`
+    that returns one (called after logging is set up, so its own lines are JSON too);
+    None serves roomcast's own (`demo` adds the demo page to it, and only to it).
+    Raises NotARoomcastApp for anything else, before listening.
+    """
+    if demo and app is not None:
+        raise ValueError("demo applies to roomcast's own application only, not to `app`")
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings, demo=demo)
+    # Every line logged from here on, uvicorn's included, names this instance.
+    structlog.contextvars.bind_contextvars(instance=settings.instance_id)
+    logging.captureWarnings(True)
+    if app is None:
+        asgi = create_app(settings, demo=demo)
+    elif isinstance(getattr(app, "roomcast", None), Roomcast):
+        asgi = app
+    elif callable(app):
+        asgi = app(settings)
+    else:
+        asgi = app
+    runtime = runtime_of(asgi)
     tune_gc()
-    runtime: Roomcast = app.roomcast
     config = uvicorn.Config(
-        app,
+        asgi,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Not uvicorn's dictConfig: it would give its loggers a plain-text handler.
+        log_config=None,
         access_log=False,
         proxy_headers=bool(settings.trusted_proxy_list),
         forwarded_allow_ips=settings.trusted_proxy_list or None,
