@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
 from typing import Any
 
-from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..errors import BrokerUnavailable, RoomcastError
@@ -36,6 +33,8 @@ from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, Publi
 from .coalesce import PublishCoalescer
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
 from .redis_client import UNAVAILABLE_REPLIES, call, disconnect
+from .redis_internals import CountingPubSub as _CountingPubSub
+from .redis_internals import send_pipeline
 from .redis_keys import KeyLayout
 
 OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
@@ -167,35 +166,12 @@ class RedisBroker:
     async def _pipeline(self, group: list[RoomCall], prelude: list[Any]) -> list[Any]:
         """Send the calls in one write on one pooled connection; a reply each, in order.
 
-        Like redis-py's pipeline, a connection found closed before any reply came
-        (a failover or restart closed it) is reconnected and the calls sent once
-        more; a failure after that is the caller's BrokerUnavailable.
+        A connection that a failover or restart closed before any reply came is
+        reconnected and the calls sent once more (redis_internals.py, R1-R3); a
+        failure after that is the caller's BrokerUnavailable.
         """
         payload = pack(group, self._batch.sha, prelude)
-        pool = self._redis.connection_pool
-        for attempt in (1, 2):
-            replies: list[Any] = []
-            connection = await pool.get_connection()
-            try:
-                await connection.send_packed_command(payload)
-                for _ in group:
-                    try:
-                        # No deadline per reply: call() bounds the whole pipeline.
-                        replies.append(await connection.read_response(timeout=math.inf))
-                    except ResponseError as exc:
-                        replies.append(exc)
-                return replies
-            except RedisConnectionError:
-                await connection.disconnect()
-                if replies or attempt == 2:
-                    raise
-            except BaseException:
-                # A reply may be half read: the connection must not be reused.
-                await connection.disconnect()
-                raise
-            finally:
-                await pool.release(connection)
-        raise AssertionError("unreachable")
+        return await send_pipeline(self._redis.connection_pool, payload, len(group))
 
     def _call_failed(self, room_call: RoomCall, error: Exception) -> list[PublishResult]:
         message = str(error)
@@ -440,16 +416,6 @@ class RedisBroker:
         self._last[publication.room] = (publication.epoch, publication.seq)
         if self._sink is not None:
             self._sink.on_publication(publication)
-
-
-class _CountingPubSub(PubSub):
-    """A PubSub that counts its (re)connections, so a silent reconnect is noticed."""
-
-    connects = 0
-
-    async def on_connect(self, connection: Any) -> None:
-        self.connects += 1
-        await super().on_connect(connection)
 
 
 def _lease(room: str, raw: JSON) -> Lease:

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..config import Settings
 from ..errors import BrokerUnavailable
+from .redis_internals import sentinel_clients
 
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 2.0
@@ -55,8 +56,7 @@ async def disconnect(client: Any) -> None:
     the sentinels to discover the master stay open otherwise, and outlive their loop.
     """
     await client.aclose()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", ()):
+    for sentinel in sentinel_clients(client):  # redis_internals.py, R5
         await sentinel.aclose()
 
 
