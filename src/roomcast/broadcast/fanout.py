@@ -14,6 +14,7 @@ that uniformity, both rare and both off the common path:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,8 +58,13 @@ class LocalFanout:
         on_slow_consumer: Callable[[str], None],
         on_control: Callable[[JSON], None],
         on_delivered: Callable[[str, int], None],
+        observe_lag: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`observe_lag` gets, once per event, the seconds from its `ts` to its hand-over."""
         self._outlet = outlet
+        self._observe_lag = observe_lag
+        self._clock = clock
         self._rooms: dict[str, _LocalRoom] = {}  # room -> members on this instance
         self._on_slow_consumer = on_slow_consumer
         self._on_control = on_control
@@ -134,6 +140,9 @@ class LocalFanout:
             else:
                 self._on_slow_consumer(membership.sid)
         self._on_delivered(publication.type, delivered)
+        if self._observe_lag is not None:
+            # ts is the sequencing instance's clock, in ms: clamp what skew makes negative.
+            self._observe_lag(max(0.0, self._clock() - publication.ts / 1000))
 
     def _deliver_after_skip(
         self, membership: Membership, publication: Publication, envelope: JSON, skippable: bool

@@ -7,6 +7,7 @@ Redis broker it works from any process that can reach Redis.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -92,12 +93,16 @@ class EventBroadcastService:
 
         Raises InvalidRoom, InvalidType, InvalidPayload (bad data, or a type that
         does not belong in the room), Forbidden (a server-only type), Conflict and
-        Locked (annotation writes), BrokerUnavailable.
+        Locked (annotation writes), BrokerUnavailable. `source` labels the metrics
+        (roomcast_events_in, roomcast_publish_latency_seconds): keep it to a few values.
         """
+        started = time.perf_counter()
         command = self._command(room, type, data, actor, idempotency_key)
         outcome = await self._broker.publish(command)
-        if self._metrics is not None and not outcome.duplicate:
-            self._metrics.events_in.labels(type, source).inc()
+        if self._metrics is not None:
+            self._metrics.publish_timer(source).observe(time.perf_counter() - started)
+            if not outcome.duplicate:
+                self._metrics.events_in.labels(type, source).inc()
         pub = outcome.publication
         return Published(pub.id, pub.epoch, pub.seq)
 
@@ -137,6 +142,7 @@ class EventBroadcastService:
         raises a RoomcastError: a broker failure is BrokerUnavailable in the slots
         of the events it left unwritten.
         """
+        started = time.perf_counter()
         results: list[Published | RoomcastError | None] = []
         commands: list[PublishCommand] = []
         slots: list[int] = []
@@ -157,6 +163,9 @@ class EventBroadcastService:
             commands.append(command)
         if commands:
             outcomes = await self._broker.publish_many(commands)
+            if self._metrics is not None:
+                # Once per batch: per event it would cost ~1 us of a ~12 us event.
+                self._metrics.publish_timer(source).observe(time.perf_counter() - started)
             counts: dict[str, int] = {}  # type -> events published, for the metric
             for slot, command, outcome in zip(slots, commands, outcomes, strict=True):
                 if isinstance(outcome, RoomcastError):

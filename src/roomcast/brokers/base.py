@@ -20,6 +20,9 @@ Semantics every implementation keeps (the shared contract tests check them):
 - Lease changes are sequenced room events (`annotation_lock`) like any other.
 - Transient messages (presence) and control messages (disconnect a user) are
   delivered once to subscribed instances, never stored.
+- `memory_usage` reports the backend's memory as one figure shared by every
+  instance: over Redis one instance at a time measures it (INFO memory) and stores
+  it for the others, so the server is asked once per period for the whole cluster.
 - Every method raises BrokerUnavailable, quickly, when the backend cannot be reached.
 """
 
@@ -55,6 +58,15 @@ class PublishOutcome:
 
 
 PublishResult = PublishOutcome | RoomcastError  # one event of publish_many
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """The backend's memory, as its server reports it (Redis's INFO memory)."""
+
+    used_bytes: int  # used_memory
+    max_bytes: int  # maxmemory; 0 means no limit is set
+    measured_at_ms: int  # when it was measured (Unix ms), by whichever instance did
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +146,17 @@ class Broker(Protocol):
 
     async def ping(self) -> None:
         """Raise BrokerUnavailable unless the backend answers."""
+
+    async def memory_usage(self, refresh_seconds: float) -> MemoryUsage | None:
+        """The backend's memory, measured at most once per `refresh_seconds` cluster-wide.
+
+        Every instance calling this about once per period gets the same figure, about
+        a period old at most (a stored figure expires after three periods): the first
+        caller of a period measures and stores it, the others read what was stored,
+        and a caller that dies mid-period hands the job on. None when there is no figure:
+        an in-process backend (memory) has no server of its own to measure, and over
+        Redis none is stored yet. Raises BrokerUnavailable.
+        """
 
     def sweep(self) -> int:
         """Forget local state that expired (rooms, idempotency keys); returns how much."""

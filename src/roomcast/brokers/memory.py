@@ -24,7 +24,14 @@ from ..errors import Conflict, Locked
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
-from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
+from .base import (
+    BrokerSink,
+    LockOutcome,
+    MemoryUsage,
+    PublishCommand,
+    PublishOutcome,
+    PublishResult,
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +76,10 @@ class MemoryBroker:
         self._subscribed.clear()
 
     async def ping(self) -> None:
+        return None
+
+    async def memory_usage(self, refresh_seconds: float) -> MemoryUsage | None:
+        """None: the state lives in this process's heap, which process_* metrics cover."""
         return None
 
     @property

@@ -29,13 +29,21 @@ from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
 from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
-from .base import BrokerSink, LockOutcome, PublishCommand, PublishOutcome, PublishResult
+from .base import (
+    BrokerSink,
+    LockOutcome,
+    MemoryUsage,
+    PublishCommand,
+    PublishOutcome,
+    PublishResult,
+)
 from .coalesce import PublishCoalescer
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
 from .redis_client import UNAVAILABLE_REPLIES, call, disconnect
 from .redis_internals import CountingPubSub as _CountingPubSub
 from .redis_internals import send_pipeline
 from .redis_keys import KeyLayout
+from .redis_memory import shared_memory_usage
 
 OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
 RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -416,6 +424,12 @@ class RedisBroker:
         self._last[publication.room] = (publication.epoch, publication.seq)
         if self._sink is not None:
             self._sink.on_publication(publication)
+
+    # memory --------------------------------------------------------------------------
+
+    async def memory_usage(self, refresh_seconds: float) -> MemoryUsage | None:
+        """INFO memory of this Redis, run by one instance per period (redis_memory.py)."""
+        return await shared_memory_usage(self._redis, self.keys.prefix, refresh_seconds)
 
 
 def _lease(room: str, raw: JSON) -> Lease:

@@ -24,8 +24,11 @@ class Readiness:
         gateway: _Draining,
         instance_id: str,
         clock: Callable[[], float] = time.monotonic,
+        observe_roundtrip: Callable[[float], None] | None = None,
     ) -> None:
+        """`observe_roundtrip` gets the seconds each broker ping took (Redis mode only)."""
         self._broker = broker
+        self._observe_roundtrip = observe_roundtrip
         self._instance = instance_id
         self._gateway = gateway
         self._clock = clock
@@ -36,7 +39,7 @@ class Readiness:
     async def probe(self) -> None:
         """Ping the broker and send a canary through it (the housekeeping task calls this)."""
         try:
-            await self._broker.ping()
+            await self._ping()
             self._sent += 1
             await self._broker.publish_control(
                 {"kind": "canary", "instance": self._instance, "n": self._sent}
@@ -44,6 +47,13 @@ class Readiness:
             self._broker_error = None
         except RoomcastError as exc:
             self._broker_error = exc.message
+
+    async def _ping(self) -> None:
+        """Ping the broker, timing the round trip; a failed ping is not a round trip."""
+        started = time.perf_counter()
+        await self._broker.ping()
+        if self._observe_roundtrip is not None:
+            self._observe_roundtrip(time.perf_counter() - started)
 
     def heard(self, message: dict[str, object]) -> None:
         """A canary came back; only this instance's own proves its subscription works."""
@@ -55,7 +65,7 @@ class Readiness:
         if self._gateway.draining:
             return "draining"
         try:
-            await self._broker.ping()
+            await self._ping()
         except RoomcastError as exc:
             return f"broker unavailable: {exc.message}"
         if not self._broker.listening:
