@@ -1,16 +1,35 @@
-"""The HTTP API of SPEC section 6, and the one place its errors become responses."""
+"""The HTTP API of SPEC section 6, and the one place its errors become responses.
+
+roomcast's routes use `RoomcastRoute`, which turns every error raised while
+answering them into SPEC 6's `{"error": {"code", "message"}}` body (400 rather than
+422, headers such as `Allow` kept). The mapping lives on the routes, not on the
+application, so that an application roomcast is embedded into keeps FastAPI's
+answers and its own exception handlers for its routes (SPEC section 7). Only an
+application roomcast builds itself gets application-wide handlers
+(`install_error_handlers`), for the paths no route matches.
+
+The routes read their bodies, path and query parameters themselves (the publish
+routes for speed: see fast_publish.py), so FastAPI validates nothing and documents
+nothing on its own; `openapi_extra` describes each request from the pydantic models
+of protocol/requests.py, and `responses` lists the errors each route really gives.
+"""
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from ..errors import (
     InvalidPayload,
@@ -34,10 +53,91 @@ if TYPE_CHECKING:
     from ..app import Roomcast
 
 MAX_HISTORY_LIMIT = 1000
+MAX_SEQ = 2**63 - 1
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
-def _error_response(exc: RoomcastError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_wire()}, status_code=exc.http_status)
+# errors -----------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a wire code for programs, a message for people."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+    temporary: bool | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ErrorMapper:
+    """Turns an error raised on a roomcast route into its SPEC 6 response."""
+
+    def __init__(self, rc: Roomcast) -> None:
+        self._refusals = rc.metrics.refusals
+
+    def response(self, exc: Exception) -> JSONResponse:
+        if isinstance(exc, RoomcastError):
+            self._refusals.labels(exc.code).inc()
+            return JSONResponse({"error": exc.to_wire()}, status_code=exc.http_status)
+        if isinstance(exc, RequestValidationError):
+            first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+            where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+            return self.response(InvalidPayload(f"{where}: {first.get('msg')}"))
+        if isinstance(exc, StarletteHTTPException):
+            code = _HTTP_CODES.get(exc.status_code, "http_error")
+            return JSONResponse(
+                {"error": {"code": code, "message": str(exc.detail)}},
+                status_code=exc.status_code,
+                headers=exc.headers,
+            )
+        raise TypeError(f"no mapping for {type(exc).__name__}")
+
+
+_MAPPED = (RoomcastError, RequestValidationError, StarletteHTTPException)
+
+
+def roomcast_route_class(mapper: ErrorMapper) -> type[APIRoute]:
+    """An APIRoute whose errors `mapper` answers, whatever handlers the app has."""
+
+    class RoomcastRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def answer(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except _MAPPED as exc:
+                    return mapper.response(exc)
+
+            return answer
+
+        async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await super().handle(scope, receive, send)
+            except StarletteHTTPException as exc:
+                # Raised before the handler runs: this path, a method it does not take (405).
+                await mapper.response(exc)(scope, receive, send)
+
+    return RoomcastRoute
+
+
+def install_error_handlers(app: FastAPI, rc: Roomcast) -> None:
+    """Answer the paths no route matches as SPEC 6 says (only on roomcast's own app)."""
+    mapper = ErrorMapper(rc)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return mapper.response(exc)
+
+    for error in _MAPPED:
+        app.add_exception_handler(error, on_error)
+
+
+# request parsing (shared with fast_publish.py) ---------------------------------------
 
 
 def _loads(raw: bytes) -> Any:
@@ -62,6 +162,15 @@ def _parse(model: type[BaseModel], body: Any) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise InvalidPayload(f"{where}: {first['msg']}") from None
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise InvalidPayload(f"{name} must be an integer between {low} and {high}")
+    return int(raw)
 
 
 def check_api_key(keys: list[bytes], authorization: str) -> None:
@@ -131,62 +240,239 @@ async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
     }
 
 
+# what the routes answer, for the OpenAPI document only -------------------------------
+
+
+class PublishResult(BaseModel):
+    id: str
+    epoch: str
+    seq: int
+
+
+class BatchResults(BaseModel):
+    results: list[PublishResult | ErrorBody]
+
+
+class HistoryPageBody(BaseModel):
+    room: str
+    epoch: str
+    seq: int
+    events: list[dict[str, Any]]
+    complete: bool
+
+
+class PresenceBody(BaseModel):
+    room: str
+    count: int
+    members: list[dict[str, Any]]
+
+
+class BindingResult(BaseModel):
+    room: str
+    project_id: str
+
+
+class OkBody(BaseModel):
+    ok: bool
+
+
+class InstanceStats(BaseModel):
+    instance_id: str
+    connections: int
+    rooms: int
+    events_in: int
+    events_out: int
+    started_at: int
+
+
+class InstanceSeen(BaseModel):
+    instance_id: str
+    connections: int
+    last_seen: int
+
+
+class ClusterStats(BaseModel):
+    instances_alive: int
+    connections: int
+    instances: list[InstanceSeen]
+
+
+class StatsBody(BaseModel):
+    instance: InstanceStats
+    cluster: ClusterStats
+
+
+class HealthBody(BaseModel):
+    ok: bool
+    instance_id: str
+
+
+class ReadyBody(BaseModel):
+    ready: bool
+    reason: str | None = None
+
+
+_ERROR_STATUSES = {
+    400: "invalid_room, invalid_type or invalid_payload (request validation included)",
+    401: "unauthorized: missing or wrong API key",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    503: "broker_unavailable (temporary: retry)",
+}
+
+
+def _answers(model: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
+    """`responses` of an /api/v1 route: its 200 body and the errors it gives."""
+    answers: dict[int | str, dict[str, Any]] = {200: {"model": model}}
+    for status in sorted({401, 503, *errors}):
+        answers[status] = {"model": ErrorBody, "description": _ERROR_STATUSES[status]}
+    return answers
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` written in place (none are recursive).
+
+    Inside an OpenAPI document `#/$defs/...` would point at the document's root.
+    """
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def _batch_schema() -> dict[str, Any]:
+    schema = _inline(BatchBody.model_json_schema())
+    schema["properties"]["events"]["items"] = _inline(PublishBody.model_json_schema())
+    schema["properties"]["events"]["description"] = (
+        "publish bodies; one that is invalid gets its own error in `results`"
+    )
+    return schema
+
+
+def _path_param(name: str, description: str, pattern: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+def _query_param(name: str, description: str, low: int, high: int, default: int) -> JSON:
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_ROOM = _path_param(
+    "room",
+    "`<kind prefix><id>`: project_p1, annotation_42, detection_stream_t9, user_u1",
+    r"^[a-z][a-z0-9_]*_[A-Za-z0-9_-]{1,64}$",
+)
+_USER = _path_param("user_id", "the user whose connections close", r"^[^/]{1,256}$")
+_HISTORY_PARAMS = [
+    _ROOM,
+    _query_param("since_seq", "events with a greater seq", 0, MAX_SEQ, 0),
+    _query_param("limit", "at most this many events", 1, MAX_HISTORY_LIMIT, 100),
+]
+
+
+# routes -----------------------------------------------------------------------------
+
+
 def build_router(app: FastAPI, rc: Roomcast) -> None:
-    """Add roomcast's routes and error handlers to a FastAPI application."""
+    """Add roomcast's routes to a FastAPI application, leaving its other routes alone."""
     settings = rc.settings
     started_at = int(time.time() * 1000)
     keys = [k.encode() for k in settings.api_key_list]
+    route_class = roomcast_route_class(ErrorMapper(rc))
+    # Read for the OpenAPI document's security scheme; the key is checked below with
+    # the function the fast publish path uses.
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="roomcastApiKey",
+        description="an API key of ROOMCAST_API_KEYS: `Authorization: Bearer <key>`",
+    )
 
-    async def require_key(request: Request) -> None:
+    async def require_key(
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> None:
         check_api_key(keys, request.headers.get("authorization", ""))
 
-    async def json_body(request: Request) -> Any:
+    async def json_body(request: Request, *, optional: bool = False) -> Any:
         raw = await request.body()
         if len(raw) > settings.max_payload_bytes:
             raise PayloadTooLarge(
                 f"body is {len(raw)} bytes; the limit is {settings.max_payload_bytes}"
             )
+        if optional and not raw.strip():
+            return {}
         return _loads(raw)
 
-    @app.exception_handler(RoomcastError)
-    async def _on_roomcast_error(request: Request, exc: RoomcastError) -> JSONResponse:
-        rc.metrics.refusals.labels(exc.code).inc()
-        return _error_response(exc)
+    api = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(require_key)],
+        route_class=route_class,
+        tags=["roomcast"],
+    )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, "http_error"
-        )
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-        return _error_response(InvalidPayload(f"{where}: {first.get('msg')}"))
-
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_key)])
-
-    @api.post("/publish")
+    @api.post(
+        "/publish",
+        response_model=None,
+        responses=_answers(PublishResult, 400, 409, 413),
+        openapi_extra=_body(_inline(PublishBody.model_json_schema())),
+    )
     async def publish(request: Request) -> JSON:
         return await publish_one(rc, await request.body())
 
-    @api.post("/publish/batch")
+    @api.post(
+        "/publish/batch",
+        response_model=None,
+        responses=_answers(BatchResults, 400, 413),
+        openapi_extra=_body(_batch_schema()),
+    )
     async def publish_batch(request: Request) -> Response:
         # A JSONResponse, not a dict: FastAPI's generic encoding of 1000 results cost
         # as much as a fifth of the whole request.
         return JSONResponse(await publish_many(rc, await request.body()))
 
-    @api.get("/rooms/{room}/history")
-    async def history(room: str, since_seq: int = 0, limit: int = 100) -> JSON:
-        ref = rc.kinds.parse(room)
-        if since_seq < 0:
-            raise InvalidPayload("since_seq must be >= 0")
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise InvalidPayload(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
+    @api.get(
+        "/rooms/{room}/history",
+        response_model=None,
+        responses=_answers(HistoryPageBody, 400),
+        openapi_extra={"parameters": _HISTORY_PARAMS},
+    )
+    async def history(request: Request) -> JSON:
+        ref = rc.kinds.parse(request.path_params["room"])
+        since_seq = _query_int(request, "since_seq", 0, 0, MAX_SEQ)
+        limit = _query_int(request, "limit", 100, 1, MAX_HISTORY_LIMIT)
         page = await rc.broker.history(ref.name, since_seq, limit)
         return {
             "room": ref.name,
@@ -196,39 +482,68 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
             "complete": page.complete,
         }
 
-    @api.get("/rooms/{room}/presence")
-    async def presence(room: str) -> JSON:
-        ref = rc.kinds.parse(room)
+    @api.get(
+        "/rooms/{room}/presence",
+        response_model=None,
+        responses=_answers(PresenceBody, 400),
+        openapi_extra={"parameters": [_ROOM]},
+    )
+    async def presence(request: Request) -> JSON:
+        ref = rc.kinds.parse(request.path_params["room"])
         members = await rc.presence.members(ref.name)
         return {"room": ref.name, "count": len(members), "members": [m.to_wire() for m in members]}
 
-    @api.put("/rooms/{room}/binding")
-    async def bind(room: str, request: Request) -> JSON:
-        ref = rc.kinds.parse(room)
+    @api.put(
+        "/rooms/{room}/binding",
+        response_model=None,
+        responses=_answers(BindingResult, 400, 413),
+        openapi_extra={
+            "parameters": [_ROOM],
+            **_body(_inline(BindingBody.model_json_schema())),
+        },
+    )
+    async def bind(request: Request) -> JSON:
+        ref = rc.kinds.parse(request.path_params["room"])
         if not ref.kind.bindable:
             raise InvalidRoom(f"{ref.kind.name} rooms cannot be bound to a project")
         body: BindingBody = _parse(BindingBody, await json_body(request))
         await rc.broker.bind(ref.name, body.project_id)
         return {"room": ref.name, "project_id": body.project_id}
 
-    @api.get("/rooms/{room}/binding")
-    async def get_binding(room: str) -> JSON:
-        ref = rc.kinds.parse(room)
+    @api.get(
+        "/rooms/{room}/binding",
+        response_model=None,
+        responses=_answers(BindingResult, 400, 404),
+        openapi_extra={"parameters": [_ROOM]},
+    )
+    async def get_binding(request: Request) -> JSON:
+        ref = rc.kinds.parse(request.path_params["room"])
         project = await rc.broker.binding(ref.name)
         if project is None:
             raise NotFound(f"{ref.name} is not bound to a project")
         return {"room": ref.name, "project_id": project}
 
-    @api.post("/users/{user_id}/disconnect")
-    async def disconnect_user(user_id: str, request: Request) -> JSON:
-        raw = await request.body()
-        body = _parse(DisconnectBody, _loads(raw) if raw.strip() else {})
+    @api.post(
+        "/users/{user_id}/disconnect",
+        response_model=None,
+        responses=_answers(OkBody, 400, 413),
+        openapi_extra={
+            "parameters": [_USER],
+            **_body(_inline(DisconnectBody.model_json_schema()), required=False),
+        },
+    )
+    async def disconnect_user(request: Request) -> JSON:
+        body = _parse(DisconnectBody, await json_body(request, optional=True))
         await rc.broker.publish_control(
-            {"kind": "disconnect_user", "user_id": user_id, "reason": body.reason or "api"}
+            {
+                "kind": "disconnect_user",
+                "user_id": request.path_params["user_id"],
+                "reason": body.reason or "api",
+            }
         )
         return {"ok": True}
 
-    @api.get("/stats")
+    @api.get("/stats", response_model=None, responses=_answers(StatsBody))
     async def stats() -> JSON:
         instance_id = settings.instance_id
         connections = len(rc.gateway.connections)
@@ -266,20 +581,35 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
 
     app.include_router(api)
 
-    @app.get("/healthz", include_in_schema=True)
+    ops = APIRouter(route_class=route_class, tags=["roomcast"])
+
+    @ops.get("/healthz", response_model=None, responses={200: {"model": HealthBody}})
     async def healthz() -> JSON:
         return {"ok": True, "instance_id": settings.instance_id}
 
-    @app.get("/readyz")
+    @ops.get(
+        "/readyz",
+        response_model=None,
+        responses={
+            200: {"model": ReadyBody},
+            503: {"model": ReadyBody, "description": "not ready, and why"},
+        },
+    )
     async def readyz() -> Response:
         reason = await rc.readiness.check()
         if reason is None:
             return JSONResponse({"ready": True})
         return JSONResponse({"ready": False, "reason": reason}, status_code=503)
 
-    @app.get("/metrics")
+    @ops.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return PlainTextResponse(rc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(ops)
 
 
 def _counter_total(counter: Any) -> list[float]:
