@@ -25,6 +25,7 @@ from .config import Settings
 from .demo import add_demo_routes
 from .errors import RoomcastError
 from .observability.logging import get_logger
+from .observability.memory_gauge import RedisMemoryGauge
 from .observability.metrics import Metrics
 from .presence.base import PresenceStore
 from .protocol.events import EventTypes
@@ -96,6 +97,7 @@ class Roomcast:
             on_slow_consumer=self._slow_consumer,
             on_control=self._on_control,
             on_delivered=self._on_delivered,
+            observe_lag=self.metrics.fanout_lag.observe,
         )
         self.broker.attach(self.fanout)
         self.rooms = RoomService(
@@ -127,7 +129,14 @@ class Roomcast:
         self.broadcast = EventBroadcastService(
             self.broker, kinds=self.kinds, event_types=self.event_types, metrics=self.metrics
         )
-        self.readiness = Readiness(self.broker, self.gateway, settings.instance_id)
+        self.readiness = Readiness(
+            self.broker,
+            self.gateway,
+            settings.instance_id,
+            # Memory mode observes nothing: an in-process "ping" is no round trip.
+            observe_roundtrip=self.metrics.redis_roundtrip.observe if settings.uses_redis else None,
+        )
+        self.redis_memory = RedisMemoryGauge(self.broker, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
 
     # callbacks from the fan-out (synchronous, on the hot path's edge) --------------
@@ -185,7 +194,7 @@ class Roomcast:
             await self.aclose()
 
     async def _housekeeping(self) -> None:
-        """Expire leases, forget idle rooms and buckets, check the delivery canary."""
+        """Expire leases, forget idle rooms, check the canary, refresh the memory gauges."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)  # the tick of a periodic task
             try:
@@ -199,6 +208,7 @@ class Roomcast:
                 raise_if_cancelling()
                 self.log.warning("housekeeping.failed", code=exc.code, error=exc.message)
             await self.readiness.probe()
+            await self.redis_memory.tick()  # once per its period; logs its own failures
             raise_if_cancelling()
 
     async def _announce_departure(self, change: PresenceChange) -> None:
