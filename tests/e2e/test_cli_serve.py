@@ -1,5 +1,6 @@
 """The command line, run as a real process: `roomcast serve` (refusal without a secret,
-`--demo`, draining on SIGTERM) and `roomcast token`.
+`--demo`, draining on SIGTERM, `--app` with an application of one's own) and
+`roomcast token`.
 
 Every process is started with subprocess.Popen and stopped by its PID in `finally`.
 """
@@ -13,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,6 +29,8 @@ from tests.support.server import Client
 
 REPO = Path(__file__).resolve().parents[2]
 ROOMCAST = REPO / ".venv" / "bin" / "roomcast"
+#: The same CLI as a module, as tests/support/instances.py runs it.
+PYTHON_M = [sys.executable, "-m", "roomcast.cli"]
 SECRET = "cli-test-secret-0123456789abcdef0123456789abcdef"
 API_KEY = "cli-test-api-key-0123456789"
 
@@ -60,13 +64,15 @@ def stop(proc: subprocess.Popen[str]) -> None:
 class Process:
     """A child process whose stdout and stderr lines are read by two threads."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], command: list[str] | None = None
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.stdout_lines: asyncio.Queue[str | None] = asyncio.Queue()
         self.stderr: list[str] = []
         self.stdout: list[str] = []
         self.proc = subprocess.Popen(
-            [str(ROOMCAST), *args],
+            [*(command or [str(ROOMCAST)]), *args],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -118,8 +124,10 @@ class Process:
 
 
 @contextlib.asynccontextmanager
-async def roomcast(*args: str, env: dict[str, str]) -> AsyncIterator[Process]:
-    process = Process(list(args), env)
+async def roomcast(
+    *args: str, env: dict[str, str], command: list[str] | None = None
+) -> AsyncIterator[Process]:
+    process = Process(list(args), env, command)
     try:
         yield process
     finally:
@@ -329,3 +337,84 @@ def test_token_without_secret_fails() -> None:
         assert code != 0
         assert out.strip() == ""
         assert "ROOMCAST_JWT_SECRET" in err
+
+
+# serve --app: an application of one's own under the same server -------------------------
+
+CUSTOM_APP = "examples.custom_app:factory"
+
+
+async def test_app_factory_serves_its_room_kind_event_type_and_hook_then_drains() -> None:
+    """examples/custom_app.py: a `review_` kind (role rule), a `review_comment` type that
+    clients may publish, a join hook for assigned users; SIGTERM still drains."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ["serve", "--app", CUSTOM_APP]
+    async with roomcast(*args, env=_serve_env(port), command=PYTHON_M) as process:
+        await wait_healthy(process, base)
+        ann, bob, eve = Client(), Client(), Client()
+        try:
+            await ann.connect(base, mint_access_token(SECRET, "ann"))  # assigned: the hook
+            await bob.connect(base, mint_access_token(SECRET, "bob", roles=["reviewer"]))
+            await eve.connect(base, mint_access_token(SECRET, "eve"))
+            for client in (ann, bob, eve):
+                assert (await client.next("connection_status"))["status"] == "connected"
+
+            assert (await ann.call("join", {"room": "review_r1"}))["ok"] is True
+            assert (await bob.call("join", {"room": "review_r1"}))["ok"] is True
+            refused = await eve.call("join", {"room": "review_r1"})
+            assert refused["ok"] is False and refused["error"]["code"] == "forbidden", refused
+
+            comment = {"comment_id": "c1", "text": "label looks wrong"}
+            ack = await ann.call(
+                "review_comment", {"room": "review_r1", "data": comment, "client_event_id": "x1"}
+            )
+            assert ack["ok"] is True, ack
+            event = await bob.next("review_comment")
+            assert event["data"] == comment and event["actor"]["user_id"] == "ann"
+            assert event["seq"] == ack["seq"]
+
+            # The built-in types keep to their kinds, the new one to its own.
+            wrong = await ann.call(
+                "review_comment", {"room": "project_p1", "data": comment, "client_event_id": "x2"}
+            )
+            assert wrong["ok"] is False
+
+            process.proc.send_signal(signal.SIGTERM)
+            for client in (ann, bob, eve):
+                assert await client.next("connection_status", timeout=10) == {"status": "draining"}
+            async with asyncio.timeout(10):
+                for client in (ann, bob, eve):
+                    await client.disconnected.wait()
+            assert await process.exit_code(timeout=10) == 0, process.output()
+        finally:
+            for client in (ann, bob, eve):
+                await client.close()
+
+
+@contextlib.contextmanager
+def run_module(args: list[str], env: dict[str, str]) -> Iterator[tuple[int, str, str]]:
+    """`python -m roomcast.cli ...` to completion (bounded): (code, stdout, stderr)."""
+    done = subprocess.run(
+        [*PYTHON_M, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    yield done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("examples.custom_app", "expected MODULE:FACTORY"),
+        ("examples.no_such_module:factory", "cannot import examples.no_such_module"),
+        ("examples.custom_app:nothing", "has no 'nothing'"),
+        ("examples.custom_app:ASSIGNED", "not callable"),
+        # dict(settings) returns a dict: not what create_app builds, refused before listening
+        ("builtins:dict", "not an application built by roomcast.create_app"),
+    ],
+)
+def test_a_wrong_app_is_one_line_and_status_2(spec: str, says: str) -> None:
+    env = _serve_env(free_port())
+    with run_module(["serve", "--app", spec], env) as (code, out, err):
+        assert code == 2, out + err
+        assert says in err and err.count("\n") == 1, err
+        assert out == ""
