@@ -114,6 +114,13 @@ class Metrics:
             registry=self.registry,
         )
         self.set_redis_memory(None)
+        self.junk_packets = Counter(
+            "roomcast_junk_packets",
+            "Client packets that are no protocol event, by reason: undecodable, too_deep, "
+            "reserved_event, arguments, unknown_event",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def publish_timer(self, source: str) -> Histogram:
         """The latency histogram's child for a source (labels() costs as much as observe())."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 from pydantic import BaseModel, ValidationError
+from socketio import packet as sio_packet
 
 from ..auth.tokens import TokenVerifier
 from ..config import Settings
@@ -49,6 +51,97 @@ from .wire import wire_of
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
 
+#: The event a junk packet becomes (see `GatewayPacket`); a client's own event of this
+#: name is junk too, so only the decoder produces it.
+JUNK_EVENT = "roomcast.junk"
+#: Names python-socketio gives to its own handlers ("connect" would call the connect
+#: handler, "*" the catch-all with shifted arguments), and the junk event.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "message", "*", JUNK_EVENT})
+#: A connection may send this many junk packets at once, and one a second after that;
+#: past it, it is closed with the reason "protocol_abuse".
+JUNK_BURST = 50
+JUNK_PER_SECOND = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Junk:
+    """Why a client packet is not a protocol event (`reason` is a metric label)."""
+
+    reason: str  # undecodable | too_deep | reserved_event | arguments | unknown_event
+    error: RoomcastError
+
+
+class GatewayPacket(sio_packet.Packet):  # type: ignore[misc]
+    """A Socket.IO packet whose decoding never raises at a client's junk.
+
+    python-socketio decodes in its Engine.IO message handler, where an exception (bad
+    JSON, a RecursionError of JSON nested ~1000 deep, an event that is not an array)
+    becomes a logged traceback and no ack, and it routes events named like its own
+    handlers to those handlers. Here such a packet becomes the event JUNK_EVENT with
+    a `Junk` argument, keeping its ack id, so the gateway answers it like any other.
+    A CONNECT whose auth payload does not parse connects without one (and is refused
+    for want of a token). Installed through python-socketio's public `serializer`
+    option: encoding is unchanged.
+    """
+
+    packet_type: int
+    data: Any
+    id: int | None
+
+    def __init__(self, *args: Any, encoded_packet: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
+        if encoded_packet is not None and len(encoded_packet) == 0:
+            # An empty message: python-socketio skips decoding and would take it
+            # for an event without data.
+            self._become_junk("undecodable", "an empty packet")
+
+    def decode(self, encoded_packet: Any) -> int:
+        try:
+            attachments: int = super().decode(encoded_packet)
+        except RecursionError:
+            return self._become_junk("too_deep", "the packet is nested too deeply")
+        except Exception:  # whatever a client sends, the decoder's failure is the client's
+            return self._become_junk("undecodable", "the packet is not valid Socket.IO JSON")
+        kind = self.packet_type
+        if kind in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+            data = self.data
+            if not isinstance(data, list) or not data or not isinstance(data[0], str):
+                return self._become_junk(
+                    "undecodable", "an event is a JSON array that starts with its name"
+                )
+            if data[0] in RESERVED_EVENTS:
+                self.data = [
+                    JUNK_EVENT,
+                    Junk("reserved_event", InvalidType(f"unknown event {data[0][:64]!r}")),
+                ]
+        elif kind not in (sio_packet.CONNECT, sio_packet.DISCONNECT) and kind not in (
+            sio_packet.ACK,
+            sio_packet.BINARY_ACK,
+        ):
+            # CONNECT_ERROR or an unknown type: python-socketio raises at them.
+            return self._become_junk("undecodable", "not a packet a client may send")
+        return attachments
+
+    def _become_junk(self, reason: str, message: str) -> int:
+        if self.packet_type == sio_packet.CONNECT:
+            self.data = None
+            return 0
+        if self.packet_type not in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+            self.id = None  # only an event's ack id is one the client waits on
+        self.packet_type = sio_packet.EVENT
+        self.data = [JUNK_EVENT, Junk(reason, InvalidPayload(message))]
+        return 0
+
+
+@dataclass(slots=True)
+class _JunkRecord:
+    """One connection's junk: its allowance, and the line it was last logged on."""
+
+    allowance: TokenBucket
+    logged_at: float = float("-inf")
+    unlogged: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
 
 class SocketGateway:
     def __init__(
@@ -83,6 +176,7 @@ class SocketGateway:
             else None
         )
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._junk: dict[str, _JunkRecord] = {}  # sid -> its junk, once it sent some
         # Server-side disconnects requested from synchronous code (fan-out, timers);
         # drained by one task the application owns.
         self._closing: asyncio.Queue[tuple[str, str, JSON | None]] = asyncio.Queue(
@@ -101,20 +195,29 @@ class SocketGateway:
 
     def _register(self) -> None:
         sio = self._sio
+        if not (isinstance(sio.packet_class, type) and issubclass(sio.packet_class, GatewayPacket)):
+            # Internal reach, until app.py passes `serializer=GatewayPacket` (the public
+            # way): python-socketio keeps the serializer in `packet_class` and decodes
+            # every incoming packet with it.
+            sio.packet_class = GatewayPacket
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         for name in _PROTOCOL_EVENTS:
             sio.on(name, self._make_handler(name))
+        sio.on(JUNK_EVENT, self._on_junk)
         sio.on("*", self._on_any)
 
-    def _make_handler(self, name: str) -> Callable[[str, Any], Awaitable[JSON]]:
-        async def handler(sid: str, data: Any = None) -> JSON:
-            return await self._dispatch(sid, name, data)
+    def _make_handler(self, name: str) -> Callable[..., Awaitable[JSON]]:
+        async def handler(sid: str, *args: Any) -> JSON:
+            return await self._dispatch(sid, name, args)
 
         return handler
 
-    async def _on_any(self, event: str, sid: str, data: Any = None, *_: Any) -> JSON:
-        return await self._dispatch(sid, event, data)
+    async def _on_any(self, event: str, sid: str, *args: Any) -> JSON:
+        return await self._dispatch(sid, event, args)
+
+    async def _on_junk(self, sid: str, junk: Junk, *_: Any) -> JSON:
+        return await self._dispatch(sid, JUNK_EVENT, (junk,))
 
     # connect / disconnect --------------------------------------------------------
 
@@ -209,7 +312,7 @@ class SocketGateway:
             },
         )
 
-    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+    async def _on_disconnect(self, sid: str, reason: Any = None, *_: Any) -> None:
         conn = self.connections.get(sid)
         if conn is not None:
             await self._forget(conn)
@@ -223,6 +326,7 @@ class SocketGateway:
         if conn.forgotten:
             return
         conn.forgotten = True
+        self._junk.pop(conn.sid, None)
         timer = self._expiry_timers.pop(conn.sid, None)
         if timer is not None:
             timer.cancel()
@@ -323,20 +427,65 @@ class SocketGateway:
             )
         raise RateLimited("too many events; slow down", retry_after_ms=retry_ms)
 
-    async def _dispatch(self, sid: str, event: str, data: Any) -> JSON:
+    def _junk_of(self, event: str, args: tuple[Any, ...]) -> Junk | None:
+        """Why an event is not a protocol event at all, or None when it may be one."""
+        if event == JUNK_EVENT and args and isinstance(args[0], Junk):
+            return args[0]
+        if event not in self._handlers and event not in self._types:
+            return Junk("unknown_event", InvalidType(f"unknown event {event[:64]!r}"))
+        if len(args) != 1:
+            return Junk(
+                "arguments",
+                InvalidPayload(f"an event takes exactly one argument, a JSON object ({len(args)})"),
+            )
+        return None
+
+    def _note_junk(self, conn: Connection, event: str, junk: Junk) -> None:
+        """Count a junk packet, log it (one line a second at most), close past the allowance."""
+        self._metrics.junk_packets.labels(junk.reason).inc()
+        record = self._junk.get(conn.sid)
+        if record is None:
+            record = _JunkRecord(TokenBucket(JUNK_PER_SECOND, JUNK_BURST, self._clock))
+            self._junk[conn.sid] = record
+        record.reasons[junk.reason] = record.reasons.get(junk.reason, 0) + 1
+        now = self._clock()
+        if now - record.logged_at >= 1.0:
+            self._log.warning(
+                "event.junk",
+                sid=conn.sid,
+                user=conn.identity.user_id,
+                reason=junk.reason,
+                event_name=event[:64],
+                unlogged_before=record.unlogged,
+                total=dict(record.reasons),
+            )
+            record.logged_at = now
+            record.unlogged = 0
+        else:
+            record.unlogged += 1
+        if not record.allowance.take():
+            self.request_close(
+                conn.sid, "protocol_abuse", {"status": "disconnected", "reason": "protocol_abuse"}
+            )
+
+    async def _dispatch(self, sid: str, event: str, args: tuple[Any, ...]) -> JSON:
         conn = self.connections.get(sid)
         if conn is None:
             return _error(Forbidden("not connected"))
+        junk = self._junk_of(event, args)
+        if junk is not None:
+            self._note_junk(conn, event, junk)
         try:
             self._admit_event(conn)
+            if junk is not None:
+                raise junk.error
+            data = args[0]
             self._check_size(data)
             entry = self._handlers.get(event)
             if entry is not None:
                 model, handler = entry
                 return await handler(conn, _parse(model, data))
-            if event in self._types:
-                return await self._rooms.publish(conn, event, _parse(ClientPublish, data))
-            raise InvalidType(f"unknown event {event[:64]!r}")
+            return await self._rooms.publish(conn, event, _parse(ClientPublish, data))
         except RoomcastError as exc:
             self._metrics.refusals.labels(exc.code).inc()
             return _error(exc)
@@ -347,8 +496,9 @@ class SocketGateway:
     def _check_size(self, data: Any) -> None:
         try:
             size = json_size(data)
-        except (TypeError, ValueError):
-            raise InvalidPayload("payload is not JSON") from None
+        except (TypeError, ValueError, RecursionError):
+            # pydantic's serializer refuses nesting past 255 levels with a ValueError.
+            raise InvalidPayload("payload is not JSON, or nested too deeply") from None
         if size > self._settings.max_payload_bytes:
             raise PayloadTooLarge(
                 f"event is {size} bytes; the limit is {self._settings.max_payload_bytes}"
