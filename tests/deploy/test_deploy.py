@@ -42,6 +42,7 @@ import yaml
 from roomcast.cli import build_parser
 from roomcast.config import Settings
 from roomcast.server import DRAIN_PAUSE_SECONDS
+from tests.install.wheel_venv import BUILD_INPUTS
 from tests.support.instances import RoomcastProcess
 from tests.support.redis_procs import RedisServer, SentinelProcess, free_port
 from tests.support.server import running_server
@@ -194,6 +195,20 @@ def test_dockerfile_shape() -> None:
     assert ignore[ignore.index("*") :][:2] == ["*", "!pyproject.toml"]
     for needed in ("README.md", "LICENSE", "src/"):
         assert f"!{needed}" in ignore
+
+
+def test_image_builds_the_wheel_as_the_installed_wheel_test_does() -> None:
+    """The builder stage copies what tests/install builds its tested wheel from, and
+    builds it the same way, so the image carries the artefact that test runs."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    builder = text.split("\nFROM ", 2)[1]
+    copied = set()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", builder, re.MULTILINE):
+        *sources, _destination = line.split()
+        copied |= set(sources)
+    assert copied == {*BUILD_INPUTS, "src"}, copied
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /wheels \.$", builder, re.MULTILINE)
+    assert "pip install /wheels/roomcast-*.whl" in text.split("\nFROM ", 2)[2]
 
 
 @pytest.fixture
