@@ -351,13 +351,20 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+def _body(schema: dict[str, Any], example: JSON, *, required: bool = True) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": required,
-            "content": {"application/json": {"schema": schema}},
+            "content": {"application/json": {"schema": schema, "example": example}},
         }
     }
+
+
+_PUBLISH_EXAMPLE = {
+    "room": "project_p1",
+    "type": "project_progress_update",
+    "data": {"total": 10, "completed": 3, "percent": 30},
+}
 
 
 def _batch_schema() -> dict[str, Any]:
@@ -369,13 +376,14 @@ def _batch_schema() -> dict[str, Any]:
     return schema
 
 
-def _path_param(name: str, description: str, pattern: str) -> dict[str, Any]:
+def _path_param(name: str, description: str, pattern: str, *examples: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
         "schema": {"type": "string", "pattern": pattern},
+        "examples": {value: {"value": value} for value in examples},
     }
 
 
@@ -387,6 +395,7 @@ def _query_param(name: str, description: str, low: int, high: int, default: int)
         "required": False,
         "description": description,
         "schema": schema,
+        "examples": {"default": {"value": default}},
     }
 
 
@@ -394,8 +403,10 @@ _ROOM = _path_param(
     "room",
     "`<kind prefix><id>`: project_p1, annotation_42, detection_stream_t9, user_u1",
     r"^[a-z][a-z0-9_]*_[A-Za-z0-9_-]{1,64}$",
+    "project_p1",
+    "annotation_42",
 )
-_USER = _path_param("user_id", "the user whose connections close", r"^[^/]{1,256}$")
+_USER = _path_param("user_id", "the user whose connections close", r"^[^/]{1,256}$", "u1")
 _HISTORY_PARAMS = [
     _ROOM,
     _query_param("since_seq", "events with a greater seq", 0, MAX_SEQ, 0),
@@ -447,7 +458,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         "/publish",
         response_model=None,
         responses=_answers(PublishResult, 400, 409, 413),
-        openapi_extra=_body(_inline(PublishBody.model_json_schema())),
+        openapi_extra=_body(_inline(PublishBody.model_json_schema()), _PUBLISH_EXAMPLE),
     )
     async def publish(request: Request) -> JSON:
         return await publish_one(rc, await request.body())
@@ -456,7 +467,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         "/publish/batch",
         response_model=None,
         responses=_answers(BatchResults, 400, 413),
-        openapi_extra=_body(_batch_schema()),
+        openapi_extra=_body(_batch_schema(), {"events": [_PUBLISH_EXAMPLE]}),
     )
     async def publish_batch(request: Request) -> Response:
         # A JSONResponse, not a dict: FastAPI's generic encoding of 1000 results cost
@@ -499,7 +510,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         responses=_answers(BindingResult, 400, 413),
         openapi_extra={
             "parameters": [_ROOM],
-            **_body(_inline(BindingBody.model_json_schema())),
+            **_body(_inline(BindingBody.model_json_schema()), {"project_id": "p1"}),
         },
     )
     async def bind(request: Request) -> JSON:
@@ -529,7 +540,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         responses=_answers(OkBody, 400, 413),
         openapi_extra={
             "parameters": [_USER],
-            **_body(_inline(DisconnectBody.model_json_schema()), required=False),
+            **_body(_inline(DisconnectBody.model_json_schema()), {"reason": "api"}, required=False),
         },
     )
     async def disconnect_user(request: Request) -> JSON:
