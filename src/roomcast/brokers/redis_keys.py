@@ -19,6 +19,8 @@ room's script touches one slot and the layout can move to Redis Cluster.
     {prefix}:inst:<id>:users     set    users with a connection on the instance
     {prefix}:lease_expiry        zset   "<room> <annotation id>" -> expiry (ms)
     {prefix}:control             channel control messages (disconnect a user, canary)
+    {prefix}:memory_probe        string who measures Redis memory this period (NX, PX period)
+    {prefix}:memory              string "<used_memory> <maxmemory> <measured_at_ms>", PX 3 periods
 
 Every key has a TTL, refreshed while it is in use.
 """

@@ -7,6 +7,7 @@ replies by the transport.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..annotations.rules import AnnotationWrite
@@ -213,7 +214,9 @@ class RoomService:
             idempotency_key=key,
             write=write_guard(event_type, data, identity.user_id),
         )
+        started = time.perf_counter()
         outcome = await self._broker.publish(command)
+        self._metrics.publish_timer("client").observe(time.perf_counter() - started)
         if not outcome.duplicate:
             self._metrics.events_in.labels(event_type, "client").inc()
         pub = outcome.publication
