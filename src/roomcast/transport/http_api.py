@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -48,30 +48,29 @@ from ..protocol.requests import (
     loads_strict,
 )
 from ..types import JSON, InstanceInfo
+from . import http_docs as docs
+from .http_docs import (
+    MAX_HISTORY_LIMIT,
+    MAX_SEQ,
+    BatchResults,
+    BindingResult,
+    HealthBody,
+    HistoryPageBody,
+    OkBody,
+    PresenceBody,
+    PublishResult,
+    ReadyBody,
+    StatsBody,
+)
 
 if TYPE_CHECKING:
     from ..app import Roomcast
 
-MAX_HISTORY_LIMIT = 1000
-MAX_SEQ = 2**63 - 1
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
 # errors -----------------------------------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong: a wire code for programs, a message for people."""
-
-    model_config = ConfigDict(extra="allow")
-    code: str
-    message: str
-    temporary: bool | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 class ErrorMapper:
@@ -240,180 +239,6 @@ async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
     }
 
 
-# what the routes answer, for the OpenAPI document only -------------------------------
-
-
-class PublishResult(BaseModel):
-    id: str
-    epoch: str
-    seq: int
-
-
-class BatchResults(BaseModel):
-    results: list[PublishResult | ErrorBody]
-
-
-class HistoryPageBody(BaseModel):
-    room: str
-    epoch: str
-    seq: int
-    events: list[dict[str, Any]]
-    complete: bool
-
-
-class PresenceBody(BaseModel):
-    room: str
-    count: int
-    members: list[dict[str, Any]]
-
-
-class BindingResult(BaseModel):
-    room: str
-    project_id: str
-
-
-class OkBody(BaseModel):
-    ok: bool
-
-
-class InstanceStats(BaseModel):
-    instance_id: str
-    connections: int
-    rooms: int
-    events_in: int
-    events_out: int
-    started_at: int
-
-
-class InstanceSeen(BaseModel):
-    instance_id: str
-    connections: int
-    last_seen: int
-
-
-class ClusterStats(BaseModel):
-    instances_alive: int
-    connections: int
-    instances: list[InstanceSeen]
-
-
-class StatsBody(BaseModel):
-    instance: InstanceStats
-    cluster: ClusterStats
-
-
-class HealthBody(BaseModel):
-    ok: bool
-    instance_id: str
-
-
-class ReadyBody(BaseModel):
-    ready: bool
-    reason: str | None = None
-
-
-_ERROR_STATUSES = {
-    400: "invalid_room, invalid_type or invalid_payload (request validation included)",
-    401: "unauthorized: missing or wrong API key",
-    404: "not_found",
-    409: "conflict",
-    413: "payload_too_large",
-    503: "broker_unavailable (temporary: retry)",
-}
-
-
-def _answers(model: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
-    """`responses` of an /api/v1 route: its 200 body and the errors it gives."""
-    answers: dict[int | str, dict[str, Any]] = {200: {"model": model}}
-    for status in sorted({401, 503, *errors}):
-        answers[status] = {"model": ErrorBody, "description": _ERROR_STATUSES[status]}
-    return answers
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its `$defs` written in place (none are recursive).
-
-    Inside an OpenAPI document `#/$defs/...` would point at the document's root.
-    """
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
-
-def _body(schema: dict[str, Any], example: JSON, *, required: bool = True) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": required,
-            "content": {"application/json": {"schema": schema, "example": example}},
-        }
-    }
-
-
-_PUBLISH_EXAMPLE = {
-    "room": "project_p1",
-    "type": "project_progress_update",
-    "data": {"total": 10, "completed": 3, "percent": 30},
-}
-
-
-def _batch_schema() -> dict[str, Any]:
-    schema = _inline(BatchBody.model_json_schema())
-    schema["properties"]["events"]["items"] = _inline(PublishBody.model_json_schema())
-    schema["properties"]["events"]["description"] = (
-        "publish bodies; one that is invalid gets its own error in `results`"
-    )
-    return schema
-
-
-def _path_param(name: str, description: str, pattern: str, *examples: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", "pattern": pattern},
-        "examples": {value: {"value": value} for value in examples},
-    }
-
-
-def _query_param(name: str, description: str, low: int, high: int, default: int) -> JSON:
-    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-        "examples": {"default": {"value": default}},
-    }
-
-
-_ROOM = _path_param(
-    "room",
-    "`<kind prefix><id>`: project_p1, annotation_42, detection_stream_t9, user_u1",
-    r"^[a-z][a-z0-9_]*_[A-Za-z0-9_-]{1,64}$",
-    "project_p1",
-    "annotation_42",
-)
-_USER = _path_param("user_id", "the user whose connections close", r"^[^/]{1,256}$", "u1")
-_HISTORY_PARAMS = [
-    _ROOM,
-    _query_param("since_seq", "events with a greater seq", 0, MAX_SEQ, 0),
-    _query_param("limit", "at most this many events", 1, MAX_HISTORY_LIMIT, 100),
-]
-
-
 # routes -----------------------------------------------------------------------------
 
 
@@ -457,8 +282,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.post(
         "/publish",
         response_model=None,
-        responses=_answers(PublishResult, 400, 409, 413),
-        openapi_extra=_body(_inline(PublishBody.model_json_schema()), _PUBLISH_EXAMPLE),
+        responses=docs.answers(PublishResult, 400, 409, 413),
+        openapi_extra=docs.body(docs.inline(PublishBody.model_json_schema()), docs.PUBLISH_EXAMPLE),
     )
     async def publish(request: Request) -> JSON:
         return await publish_one(rc, await request.body())
@@ -466,8 +291,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.post(
         "/publish/batch",
         response_model=None,
-        responses=_answers(BatchResults, 400, 413),
-        openapi_extra=_body(_batch_schema(), {"events": [_PUBLISH_EXAMPLE]}),
+        responses=docs.answers(BatchResults, 400, 413),
+        openapi_extra=docs.body(docs.batch_schema(), {"events": [docs.PUBLISH_EXAMPLE]}),
     )
     async def publish_batch(request: Request) -> Response:
         # A JSONResponse, not a dict: FastAPI's generic encoding of 1000 results cost
@@ -477,8 +302,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.get(
         "/rooms/{room}/history",
         response_model=None,
-        responses=_answers(HistoryPageBody, 400),
-        openapi_extra={"parameters": _HISTORY_PARAMS},
+        responses=docs.answers(HistoryPageBody, 400),
+        openapi_extra={"parameters": docs.HISTORY_PARAMS},
     )
     async def history(request: Request) -> JSON:
         ref = rc.kinds.parse(request.path_params["room"])
@@ -496,8 +321,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.get(
         "/rooms/{room}/presence",
         response_model=None,
-        responses=_answers(PresenceBody, 400),
-        openapi_extra={"parameters": [_ROOM]},
+        responses=docs.answers(PresenceBody, 400),
+        openapi_extra={"parameters": [docs.ROOM]},
     )
     async def presence(request: Request) -> JSON:
         ref = rc.kinds.parse(request.path_params["room"])
@@ -507,10 +332,10 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.put(
         "/rooms/{room}/binding",
         response_model=None,
-        responses=_answers(BindingResult, 400, 413),
+        responses=docs.answers(BindingResult, 400, 413),
         openapi_extra={
-            "parameters": [_ROOM],
-            **_body(_inline(BindingBody.model_json_schema()), {"project_id": "p1"}),
+            "parameters": [docs.ROOM],
+            **docs.body(docs.inline(BindingBody.model_json_schema()), {"project_id": "p1"}),
         },
     )
     async def bind(request: Request) -> JSON:
@@ -524,8 +349,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.get(
         "/rooms/{room}/binding",
         response_model=None,
-        responses=_answers(BindingResult, 400, 404),
-        openapi_extra={"parameters": [_ROOM]},
+        responses=docs.answers(BindingResult, 400, 404),
+        openapi_extra={"parameters": [docs.ROOM]},
     )
     async def get_binding(request: Request) -> JSON:
         ref = rc.kinds.parse(request.path_params["room"])
@@ -537,10 +362,12 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     @api.post(
         "/users/{user_id}/disconnect",
         response_model=None,
-        responses=_answers(OkBody, 400, 413),
+        responses=docs.answers(OkBody, 400, 413),
         openapi_extra={
-            "parameters": [_USER],
-            **_body(_inline(DisconnectBody.model_json_schema()), {"reason": "api"}, required=False),
+            "parameters": [docs.USER],
+            **docs.body(
+                docs.inline(DisconnectBody.model_json_schema()), {"reason": "api"}, required=False
+            ),
         },
     )
     async def disconnect_user(request: Request) -> JSON:
@@ -554,7 +381,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         )
         return {"ok": True}
 
-    @api.get("/stats", response_model=None, responses=_answers(StatsBody))
+    @api.get("/stats", response_model=None, responses=docs.answers(StatsBody))
     async def stats() -> JSON:
         instance_id = settings.instance_id
         connections = len(rc.gateway.connections)
