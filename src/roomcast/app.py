@@ -16,6 +16,7 @@ from typing import Any
 import socketio
 from fastapi import FastAPI
 
+from . import __version__
 from .auth.tokens import TokenVerifier
 from .broadcast.fanout import LocalFanout
 from .broadcast.service import EventBroadcastService
@@ -39,6 +40,7 @@ from .transport.health import Readiness
 from .transport.http_api import build_router, install_error_handlers
 from .transport.manager import GreetingManager
 from .transport.outlet import EngineIOOutlet
+from .transport.packets import GatewayPacket
 from .types import JSON, Counters, PresenceChange
 
 HOUSEKEEPING_SECONDS = 0.5
@@ -84,6 +86,7 @@ class Roomcast:
         self.sio = WiredSocketIOServer(
             async_mode="asgi",
             client_manager=GreetingManager(self._after_connect),
+            serializer=GatewayPacket,
             cors_allowed_origins=cors,
             max_http_buffer_size=max(settings.max_payload_bytes * 4, 1_000_000),
             logger=False,
@@ -269,7 +272,7 @@ def create_app(
         settings, room_kinds=room_kinds, event_types=event_types, join_hook=join_hook
     )
     if app is None:
-        fastapi_app = FastAPI(title="roomcast", version="0.1.0", lifespan=runtime.lifespan)
+        fastapi_app = FastAPI(title="roomcast", version=__version__, lifespan=runtime.lifespan)
         # roomcast's own application: unmatched paths answer as SPEC 6 says too.
         install_error_handlers(fastapi_app, runtime)
     else:

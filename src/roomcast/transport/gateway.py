@@ -14,7 +14,6 @@ from typing import Any
 
 import socketio
 from pydantic import BaseModel, ValidationError
-from socketio import packet as sio_packet
 
 from ..auth.tokens import TokenVerifier
 from ..config import Settings
@@ -46,91 +45,16 @@ from ..protocol.requests import (
 from ..rooms.service import RoomService
 from ..types import JSON
 from .outlet import EngineIOOutlet
+from .packets import JUNK_EVENT, GatewayPacket, Junk
 from .wire import wire_of
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
 
-#: The event a junk packet becomes (see `GatewayPacket`); a client's own event of this
-#: name is junk too, so only the decoder produces it.
-JUNK_EVENT = "roomcast.junk"
-#: Names python-socketio gives to its own handlers ("connect" would call the connect
-#: handler, "*" the catch-all with shifted arguments), and the junk event.
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "message", "*", JUNK_EVENT})
 #: A connection may send this many junk packets at once, and one a second after that;
 #: past it, it is closed with the reason "protocol_abuse".
 JUNK_BURST = 50
 JUNK_PER_SECOND = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Junk:
-    """Why a client packet is not a protocol event (`reason` is a metric label)."""
-
-    reason: str  # undecodable | too_deep | reserved_event | arguments | unknown_event
-    error: RoomcastError
-
-
-class GatewayPacket(sio_packet.Packet):  # type: ignore[misc]
-    """A Socket.IO packet whose decoding never raises at a client's junk.
-
-    python-socketio decodes in its Engine.IO message handler, where an exception (bad
-    JSON, a RecursionError of JSON nested ~1000 deep, an event that is not an array)
-    becomes a logged traceback and no ack, and it routes events named like its own
-    handlers to those handlers. Here such a packet becomes the event JUNK_EVENT with
-    a `Junk` argument, keeping its ack id, so the gateway answers it like any other.
-    A CONNECT whose auth payload does not parse connects without one (and is refused
-    for want of a token). Installed through python-socketio's public `serializer`
-    option: encoding is unchanged.
-    """
-
-    packet_type: int
-    data: Any
-    id: int | None
-
-    def __init__(self, *args: Any, encoded_packet: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
-        if encoded_packet is not None and len(encoded_packet) == 0:
-            # An empty message: python-socketio skips decoding and would take it
-            # for an event without data.
-            self._become_junk("undecodable", "an empty packet")
-
-    def decode(self, encoded_packet: Any) -> int:
-        try:
-            attachments: int = super().decode(encoded_packet)
-        except RecursionError:
-            return self._become_junk("too_deep", "the packet is nested too deeply")
-        except Exception:  # whatever a client sends, the decoder's failure is the client's
-            return self._become_junk("undecodable", "the packet is not valid Socket.IO JSON")
-        kind = self.packet_type
-        if kind in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
-            data = self.data
-            if not isinstance(data, list) or not data or not isinstance(data[0], str):
-                return self._become_junk(
-                    "undecodable", "an event is a JSON array that starts with its name"
-                )
-            if data[0] in RESERVED_EVENTS:
-                self.data = [
-                    JUNK_EVENT,
-                    Junk("reserved_event", InvalidType(f"unknown event {data[0][:64]!r}")),
-                ]
-        elif kind not in (sio_packet.CONNECT, sio_packet.DISCONNECT) and kind not in (
-            sio_packet.ACK,
-            sio_packet.BINARY_ACK,
-        ):
-            # CONNECT_ERROR or an unknown type: python-socketio raises at them.
-            return self._become_junk("undecodable", "not a packet a client may send")
-        return attachments
-
-    def _become_junk(self, reason: str, message: str) -> int:
-        if self.packet_type == sio_packet.CONNECT:
-            self.data = None
-            return 0
-        if self.packet_type not in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
-            self.id = None  # only an event's ack id is one the client waits on
-        self.packet_type = sio_packet.EVENT
-        self.data = [JUNK_EVENT, Junk(reason, InvalidPayload(message))]
-        return 0
 
 
 @dataclass(slots=True)
@@ -196,10 +120,8 @@ class SocketGateway:
     def _register(self) -> None:
         sio = self._sio
         if not (isinstance(sio.packet_class, type) and issubclass(sio.packet_class, GatewayPacket)):
-            # Internal reach, until app.py passes `serializer=GatewayPacket` (the public
-            # way): python-socketio keeps the serializer in `packet_class` and decodes
-            # every incoming packet with it.
-            sio.packet_class = GatewayPacket
+            # Without it junk reaches python-socketio's own decoder: no ack, a traceback.
+            raise TypeError("the Socket.IO server must be built with serializer=GatewayPacket")
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         for name in _PROTOCOL_EVENTS:
