@@ -45,10 +45,21 @@ class Settings(BaseSettings):
         None, description="Sentinel mode: the sentinels' own password"
     )
     redis_password: SecretStr | None = Field(
-        None, description="Sentinel mode: the password of the master and its replicas"
+        None,
+        description=(
+            "the password of the master and its replicas (Sentinel mode),"
+            " or of a redis_url that has none"
+        ),
     )
-    redis_tls: bool = Field(False, description="Sentinel mode: TLS to the sentinels and master")
-    redis_db: int = Field(0, ge=0, description="Sentinel mode: the database number")
+    redis_tls: bool = Field(
+        False,
+        description="TLS to the sentinels and master; with redis_url, turns redis:// into rediss://",
+    )
+    redis_db: int = Field(
+        0,
+        ge=0,
+        description="the database number (Sentinel mode, or of a redis_url that names none)",
+    )
     jwt_secret: SecretStr | None = Field(
         None, description=f"HS256 secret of access tokens, at least {MIN_SECRET_BYTES} bytes"
     )
