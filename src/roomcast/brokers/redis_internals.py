@@ -24,11 +24,12 @@ R3. A connection that a failover or restart closed raises redis-py's
     yet can be sent once more on a fresh connection; `Connection.disconnect()` drops
     a connection whose reply may be half read. Breaks: a lost batch or a retry
     loop on a dead server.
-R4. `PubSub.on_connect(connection)` is called on every (re)connection of the
-    PubSub's connection, the first included, before redis-py resubscribes; the
-    broker counts those calls to notice a silent reconnect and fill the gap from
-    history. Breaks: events published during a reconnect never delivered. Checked
-    (the method exists).
+R4. `PubSub.on_connect(connection)` is called on every reconnection of the
+    PubSub's connection, and it is what resubscribes. (Not on the first connect:
+    the pool hands out a connected connection before redis-py registers the
+    callback.) The broker counts the calls against a baseline to notice a silent
+    reconnect and fill the gap from history. Breaks: events published during a
+    reconnect never delivered. Checked (the method exists).
 R5. In Sentinel mode `client.connection_pool.sentinel_manager.sentinels` lists the
     clients redis-py opened to the sentinels, which `Redis.aclose()` leaves open.
     Breaks: sockets outliving their loop (ResourceWarnings); never wrong results.
@@ -86,7 +87,7 @@ def _check_at_import() -> None:
 
 _check_at_import()
 # R1: redis-py < 5.3 requires a command name it no longer uses for anything.
-_GET_ARGS: tuple[str, ...] = ("EVALSHA",) if _needs_command_name() else ()
+GET_CONNECTION_ARGS: tuple[str, ...] = ("EVALSHA",) if _needs_command_name() else ()
 
 
 async def send_pipeline(pool: Any, payload: bytes, count: int) -> list[Any]:
@@ -98,7 +99,7 @@ async def send_pipeline(pool: Any, payload: bytes, count: int) -> list[Any]:
     """
     for attempt in (1, 2):
         replies: list[Any] = []
-        connection = await pool.get_connection(*_GET_ARGS)  # R1
+        connection = await pool.get_connection(*GET_CONNECTION_ARGS)  # R1
         try:
             await connection.send_packed_command(payload)  # R2
             for _ in range(count):

@@ -20,11 +20,14 @@ U2. `handle_connect(event)` runs once per handshake and, when it accepts, stores
 U3. `send(message)` is the protocol's ASGI send, and once "websocket.accept" went out
     `self.request` and `self.response` are not read again; roomcast drops them
     (~3.5 KB per idle connection). Breaks: an AttributeError on a later send.
-U4. `handshake_complete`, `close_sent` and `disconnected` are the protocol's own
-    record of the accept having been written, a close frame having been written
-    and the connection being lost. `write_frames` refuses frames unless the first
-    is set and the others are not. Breaks: frames before the 101 response or after
-    a close frame, a protocol error for the client. Checked (set by `__init__`).
+U4. `handshake_complete` and `close_sent` are the protocol's own record of the
+    accept having been written and of its close frame having been written. A
+    close the client starts is answered and the transport closed without setting
+    `close_sent`, and a lost connection closes the transport too, so
+    `write_frames` refuses frames unless `handshake_complete` is set, `close_sent`
+    is not and `transport.is_closing()` is False. Breaks: frames before the 101
+    response or after a close frame, a protocol error for the client. Checked
+    (both are set by `__init__`).
 U5. `self.transport` is the asyncio transport that the protocol writes each of its
     own frames to whole, with nothing held back in the protocol. A frame roomcast
     writes there is ordered with uvicorn's (ASGI sends, pings, the close) by call
@@ -121,10 +124,10 @@ def _check_at_import() -> None:
         "WebSocketsSansIOProtocol.handle_connect no longer sets scope, request and response",
     )
     require(
-        _assigns(base.__init__, "handshake_complete", "close_sent", "disconnected"),
+        _assigns(base.__init__, "handshake_complete", "close_sent"),
         "uvicorn",
         "U4",
-        "WebSocketsSansIOProtocol no longer keeps handshake_complete, close_sent, disconnected",
+        "WebSocketsSansIOProtocol no longer keeps handshake_complete and close_sent",
     )
     require(
         callable(getattr(base, "send", None)) and _assigns(base.connection_made, "transport"),
@@ -185,13 +188,15 @@ class WireProtocol(WebSocketsSansIOProtocol):
             self.request = self.response = None  # type: ignore[assignment]
 
     def write_frames(self, frames: list[bytes]) -> bool:
-        # U4: frames may only follow the accept and must never follow a close frame.
-        if self.close_sent or self.disconnected or not self.handshake_complete:
+        # U4: frames may only follow the accept and must never follow a close frame,
+        # ours or the one uvicorn echoed to a client's close (the transport closing).
+        transport = self.transport
+        if self.close_sent or not self.handshake_complete or transport.is_closing():
             return False
         if len(frames) == 1:  # U5
-            self.transport.write(frames[0])
+            transport.write(frames[0])
         else:
-            self.transport.writelines(frames)  # one system call for all of them
+            transport.writelines(frames)  # one system call for all of them
         return True
 
     def backlog(self) -> int:
