@@ -1,7 +1,7 @@
 """Events written straight to the WebSocket keep their order with everything else.
 
 A broadcast bypasses Engine.IO's queue only while that queue is empty and its writer
-idle (transport/engine.py); these tests drive the cases where both paths meet: a
+idle (transport/internals.py, E2); these tests drive the cases where both paths meet: a
 client that starts on long-polling and upgrades while events flow, and acks that
 travel through the queue while events do not.
 """

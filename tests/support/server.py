@@ -45,6 +45,7 @@ class RunningServer:
     url: str
     runtime: Roomcast
     settings: Settings
+    ws: str = "roomcast"  # the WebSocket protocol it runs (WS_PROTOCOLS)
 
     def token(self, user: str = "u1", **claims: Any) -> str:
         return mint_access_token(self.settings.jwt_secret.get_secret_value(), user, **claims)  # type: ignore[union-attr]
@@ -115,10 +116,16 @@ def free_socket() -> socket.socket:
     return sock
 
 
+# The WebSocket protocols a test server runs: roomcast's (what `roomcast serve` runs,
+# with direct frames) and uvicorn's default, what `uvicorn mymodule:app` runs.
+WS_PROTOCOLS: dict[str, Any] = {"roomcast": WireProtocol, "uvicorn": "auto"}
+
+
 @contextlib.asynccontextmanager
 async def running_server(
-    settings: Settings | None = None, **create_kwargs: Any
+    settings: Settings | None = None, *, ws: str = "roomcast", **create_kwargs: Any
 ) -> AsyncIterator[RunningServer]:
+    """The application on a free port, under `ws` (a key of WS_PROTOCOLS)."""
     settings = settings or test_settings()
     app = create_app(settings, **create_kwargs)
     sock = free_socket()
@@ -129,13 +136,13 @@ async def running_server(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=3,
-        ws=WireProtocol,
+        ws=WS_PROTOCOLS[ws],
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", app.roomcast, settings)
+        yield RunningServer(f"http://127.0.0.1:{port}", app.roomcast, settings, ws)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
