@@ -4,9 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-js lint typecheck bench clean system-deps
+.PHONY: run test test-js test-lowest lint typecheck bench clean system-deps venv-deps
 
-$(BIN)/python:
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+# `python3 -m venv` needs ensurepip, which Debian ships separately (python3-venv) and
+# a minimal image lacks.
+venv-deps:
+	@$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || { \
+	  echo "installing python3-venv (Debian package)"; \
+	  apt-get update -qq && $(APT_INSTALL) python3-venv; }
+
+$(BIN)/python: | venv-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
@@ -19,9 +28,10 @@ run: $(STAMP)
 
 # Tests start their own redis-server and Sentinel processes on free ports; on a
 # fresh Debian machine the binary comes from Debian's package.
-# The JavaScript client's tests need Node.js and npm.
-APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
-
+# The JavaScript client's tests need Node.js and npm; tests/deploy runs its own nginx
+# processes, so Debian's nginx is installed with its service left stopped (a
+# policy-rc.d that forbids starting services, the one Debian's invoke-rc.d asks,
+# unless the image has one already).
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (Debian package)"; \
@@ -29,6 +39,14 @@ system-deps:
 	@command -v npm >/dev/null 2>&1 || { \
 	  echo "installing nodejs and npm (Debian packages)"; \
 	  apt-get update -qq && $(APT_INSTALL) nodejs npm; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "installing nginx (Debian package, service not started)"; \
+	  made=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+	  apt-get update -qq && $(APT_INSTALL) nginx; status=$$?; \
+	  if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$status; }
 
 clients/js/node_modules: clients/js/package-lock.json | system-deps
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
@@ -42,7 +60,33 @@ test: $(STAMP) system-deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-lowest
 	$(MAKE) --no-print-directory test-js
+
+# The transport tests (and tests/compat) with every dependency at its lower bound in
+# pyproject.toml, so each `>=` there is a version that was run. The test tools are the
+# dev extra's, at their newest. A separate venv, rebuilt when pyproject changes.
+LOWEST       := .venv-lowest
+LOWEST_BIN   := $(LOWEST)/bin
+LOWEST_STAMP := $(LOWEST)/.installed
+LOWEST_TOOLS := pytest pytest-asyncio pytest-timeout httpx
+LOWEST_TESTS := tests/unit/test_wire_frames.py tests/e2e/test_wire.py \
+                tests/e2e/test_serve_websocket.py tests/e2e/test_smoke.py \
+                tests/e2e/test_connect.py $(wildcard tests/compat)
+
+$(LOWEST_BIN)/python: | venv-deps
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST_BIN)/pip install -q --upgrade pip
+
+$(LOWEST_STAMP): pyproject.toml tools/lowest_constraints.py | $(LOWEST_BIN)/python
+	$(LOWEST_BIN)/python tools/lowest_constraints.py > $(LOWEST)/constraints.txt
+	$(LOWEST_BIN)/python tools/lowest_constraints.py --dev $(LOWEST_TOOLS) > $(LOWEST)/tools.txt
+	$(LOWEST_BIN)/pip install -q -c $(LOWEST)/constraints.txt -e . -r $(LOWEST)/tools.txt
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP) system-deps
+	@echo "dependencies at their lower bounds: $$(tr '\n' ' ' < $(LOWEST)/constraints.txt)"
+	$(LOWEST_BIN)/pytest -q $(LOWEST_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -65,4 +109,4 @@ bench: $(BENCH_STAMP) system-deps
 	$(BIN)/python benchmarks/suite.py --output docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) $(LOWEST) build src/*.egg-info
