@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from roomcast.brokers import redis_internals
 from roomcast.brokers.redis_client import disconnect
 from roomcast.brokers.redis_internals import CountingPubSub, send_pipeline, sentinel_clients
+from roomcast.dependency import IncompatibleDependency, installed_version
 from roomcast.transport.internals import (
     WIRE_EXTENSION,
     WiredASGIApp,
@@ -559,3 +560,19 @@ async def test_r5_a_sentinel_clients_sentinels_are_listed(
     assert ports == sorted(port for _, port in sentinel_cluster.sentinels), broken(
         "R5", f"connection_pool.sentinel_manager.sentinels gave ports {ports}"
     )
+
+
+# -- failing loudly ------------------------------------------------------------------------
+
+
+def test_a_broken_structural_assumption_stops_the_server_being_built() -> None:
+    class Unwired(WiredSocketIOServer):
+        def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+            return engineio.AsyncServer  # as if python-socketio ignored the hook
+
+    with pytest.raises(IncompatibleDependency) as refused:
+        Unwired(async_mode="asgi")
+    message = str(refused.value)
+    version = installed_version("python-socketio")
+    assert message.startswith(f"python-socketio {version} breaks"), message
+    assert "assumption S1" in message, message
