@@ -22,12 +22,13 @@ U3. `send(message)` is the protocol's ASGI send, and once "websocket.accept" wen
     (~3.5 KB per idle connection). Breaks: an AttributeError on a later send.
 U4. `handshake_complete` and `close_sent` are the protocol's own record of the
     accept having been written and of its close frame having been written. A
-    close the client starts is answered and the transport closed without setting
-    `close_sent`, and a lost connection closes the transport too, so
-    `write_frames` refuses frames unless `handshake_complete` is set, `close_sent`
-    is not and `transport.is_closing()` is False. Breaks: frames before the 101
-    response or after a close frame, a protocol error for the client. Checked
-    (both are set by `__init__`).
+    close frame from the client reaches `handle_close(event)`, which answers it
+    and closes the transport without setting `close_sent`; a lost connection
+    reaches `connection_lost`. `write_frames` refuses frames unless the accept
+    went out and neither side has closed (WireProtocol notes the last two in
+    `peer_gone`). Breaks: frames before the 101 response or after a close frame,
+    a protocol error for the client. Checked (the flags are set by `__init__`,
+    `handle_close` exists).
 U5. `self.transport` is the asyncio transport that the protocol writes each of its
     own frames to whole, with nothing held back in the protocol. A frame roomcast
     writes there is ordered with uvicorn's (ASGI sends, pings, the close) by call
@@ -124,10 +125,12 @@ def _check_at_import() -> None:
         "WebSocketsSansIOProtocol.handle_connect no longer sets scope, request and response",
     )
     require(
-        _assigns(base.__init__, "handshake_complete", "close_sent"),
+        _assigns(base.__init__, "handshake_complete", "close_sent")
+        and callable(getattr(base, "handle_close", None)),
         "uvicorn",
         "U4",
-        "WebSocketsSansIOProtocol no longer keeps handshake_complete and close_sent",
+        "WebSocketsSansIOProtocol no longer keeps handshake_complete and close_sent, "
+        "or has no handle_close",
     )
     require(
         callable(getattr(base, "send", None)) and _assigns(base.connection_made, "transport"),
@@ -174,6 +177,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets protocol, offering `write_frames` to the application."""
 
     def handle_connect(self, event: Any) -> None:
+        self.peer_gone = False  # the client's close frame arrived or the connection is lost
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # U2
         if scope is not None:  # absent when the handshake was refused
@@ -187,16 +191,23 @@ class WireProtocol(WebSocketsSansIOProtocol):
             # connection should not carry them for its whole life.
             self.request = self.response = None  # type: ignore[assignment]
 
+    def handle_close(self, event: Any) -> None:
+        self.peer_gone = True  # U4: uvicorn answers it without setting close_sent
+        super().handle_close(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.peer_gone = True
+        super().connection_lost(exc)
+
     def write_frames(self, frames: list[bytes]) -> bool:
         # U4: frames may only follow the accept and must never follow a close frame,
-        # ours or the one uvicorn echoed to a client's close (the transport closing).
-        transport = self.transport
-        if self.close_sent or not self.handshake_complete or transport.is_closing():
+        # ours or the one uvicorn sent in answer to the client's.
+        if self.close_sent or self.peer_gone or not self.handshake_complete:
             return False
         if len(frames) == 1:  # U5
-            transport.write(frames[0])
+            self.transport.write(frames[0])
         else:
-            transport.writelines(frames)  # one system call for all of them
+            self.transport.writelines(frames)  # one system call for all of them
         return True
 
     def backlog(self) -> int:
