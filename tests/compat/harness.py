@@ -23,6 +23,7 @@ from roomcast.transport.internals import (
     WiredSocketIOServer,
     WireProtocol,
     WireQueue,
+    engine_binding,
 )
 from roomcast.transport.outlet import EngineIOOutlet
 from tests.support.server import free_socket
@@ -118,11 +119,9 @@ class Bench:
         self.ready: asyncio.Queue[str] = asyncio.Queue()
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        eio_sid, wire = engine_binding(self.sio, sid, environ)  # as the gateway binds
         self.connected[sid] = eio_sid
         self.environs[sid] = environ
-        scope = environ.get("asgi.scope") or {}
-        wire = (scope.get("extensions") or {}).get("roomcast.wire")
         self.outlet.bind(sid, eio_sid, wire)
 
     def _greet(self, sid: str) -> None:

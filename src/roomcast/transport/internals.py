@@ -251,6 +251,14 @@ def attach_wire(eio: engineio.AsyncServer, eio_sid: str, wire: Wire | None) -> A
     return socket
 
 
+def engine_binding(sio: Any, sid: str, environ: dict[str, Any]) -> tuple[str, Wire | None]:
+    """A connecting sid's Engine.IO sid (S3) and the wire of its WebSocket, if any (E5)."""
+    scope = environ.get("asgi.scope") or {}
+    wire = (scope.get("extensions") or {}).get(WIRE_EXTENSION)
+    eio_sid: str = sio.manager.eio_sid_from_sid(sid, "/")
+    return eio_sid, wire if isinstance(wire, WireProtocol) else None
+
+
 def encode_event(event: str, payload: Any) -> tuple[Any, str]:
     """An event's Engine.IO packet (for the queue path) and its text (for the frame)."""
     text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()  # S4
