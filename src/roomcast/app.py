@@ -33,12 +33,11 @@ from .protocol.events import EventTypes
 from .rooms.names import RoomKinds
 from .rooms.policy import JoinHook
 from .rooms.service import RoomService
-from .transport.engine import WiredASGIApp, WiredSocketIOServer
 from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
 from .transport.http_api import build_router, install_error_handlers
-from .transport.manager import GreetingManager
+from .transport.internals import GreetingManager, WiredASGIApp, WiredSocketIOServer
 from .transport.outlet import EngineIOOutlet
 from .transport.packets import GatewayPacket
 from .types import JSON, Counters, PresenceChange

@@ -44,9 +44,9 @@ from ..protocol.requests import (
 )
 from ..rooms.service import RoomService
 from ..types import JSON
+from .internals import engine_binding
 from .outlet import EngineIOOutlet
 from .packets import JUNK_EVENT, GatewayPacket, Junk
-from .wire import wire_of
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
@@ -186,9 +186,8 @@ class SocketGateway:
             ),
         )
         self.connections.add(conn)
-        self._outlet.bind(
-            sid, self._sio.manager.eio_sid_from_sid(sid, "/"), wire_of(environ.get("asgi.scope"))
-        )
+        eio_sid, wire = engine_binding(self._sio, sid, environ)
+        self._outlet.bind(sid, eio_sid, wire)
         joined = False
         try:
             user_room = self._rooms.kinds.user_room(identity.user_id).name
