@@ -60,6 +60,19 @@ class Settings(BaseSettings):
         ge=0,
         description="the database number (Sentinel mode, or of a redis_url that names none)",
     )
+    redis_timeout_ms: int = Field(
+        1000,
+        ge=10,
+        description=(
+            "the longest a publish, a /readyz check or another broker call waits on Redis"
+            " (connecting, a free pooled connection and the reply included)"
+        ),
+    )
+    redis_max_connections: int = Field(
+        100,
+        ge=1,
+        description="pooled connections to Redis per process; past them a call waits for one",
+    )
     jwt_secret: SecretStr | None = Field(
         None, description=f"HS256 secret of access tokens, at least {MIN_SECRET_BYTES} bytes"
     )

@@ -20,6 +20,7 @@
     ├── NotFound                     not_found
     ├── Unauthorized                 unauthorized
     └── BrokerUnavailable            broker_unavailable (temporary)
+        └── OutcomeUnknown           outcome_unknown (temporary)
 
 The edges (Socket.IO handlers, HTTP routes) turn any of these into a wire reply in
 one place each; the core raises them and never formats replies itself.
@@ -141,3 +142,15 @@ class BrokerUnavailable(RoomcastError):
     code = "broker_unavailable"
     temporary = True
     http_status = 503
+
+
+class OutcomeUnknown(BrokerUnavailable):
+    """A write that may or may not have happened: it went to Redis and no answer came.
+
+    A stalled Redis can run the command after the caller gave up, so a plain retry
+    could apply it twice; a retry with the same idempotency key (HTTP) or
+    client_event_id (Socket.IO) cannot. A subclass of BrokerUnavailable, so every
+    place that treats Redis trouble as temporary keeps doing so; only the code differs.
+    """
+
+    code = "outcome_unknown"

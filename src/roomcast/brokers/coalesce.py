@@ -16,12 +16,20 @@ or error, as `publish` would have raised it.
 
 Overflow: at most `max_pending` events wait; beyond that a call fails at once
 with BrokerUnavailable (temporary), as it would if Redis were too slow.
+
+Deadlines: with a `timeout`, each call gets an answer within that many seconds of
+being made, whatever was queued before it. A batch is written with the deadline
+of its oldest call (the batch writer takes `deadline=`, a loop time), so a call
+that waited behind a stalled batch is not then given a full timeout of its own:
+a publish answers within `timeout` plus scheduling, never twice that. Without
+one, the writer is called with the commands only, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -29,24 +37,34 @@ from typing import Any
 from ..errors import BrokerUnavailable, RoomcastError
 from .base import PublishCommand, PublishOutcome, PublishResult
 
-PublishMany = Callable[[Sequence[PublishCommand]], Awaitable[list[PublishResult]]]
+# (commands) or, for a coalescer with a timeout, (commands, deadline=loop time)
+PublishMany = Callable[..., Awaitable[list[PublishResult]]]
 
 
 class _Request:
     """One caller's events and where their results go."""
 
-    __slots__ = ("commands", "future")
+    __slots__ = ("commands", "deadline", "future")
 
-    def __init__(self, commands: Sequence[PublishCommand], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, commands: Sequence[PublishCommand], future: asyncio.Future[Any], deadline: float
+    ) -> None:
         self.commands = commands
         self.future: asyncio.Future[list[PublishResult]] = future
+        self.deadline = deadline  # loop time; inf without a timeout
 
 
 class PublishCoalescer:
     def __init__(
-        self, publish_many: PublishMany, *, max_batch: int = 5000, max_pending: int = 50_000
+        self,
+        publish_many: PublishMany,
+        *,
+        max_batch: int = 5000,
+        max_pending: int = 50_000,
+        timeout: float | None = None,
     ) -> None:
         self._publish_many = publish_many
+        self._timeout = timeout
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._pending: deque[_Request] = deque()  # requests not yet handed to publish_many
@@ -75,7 +93,9 @@ class PublishCoalescer:
         if self._pending_events + len(commands) > self._max_pending:
             waiting = self._pending_events
             return _unavailable(len(commands), f"{waiting} publishes already waiting for Redis")
-        request = _Request(commands, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if self._timeout is None else loop.time() + self._timeout
+        request = _Request(commands, loop.create_future(), deadline)
         self._pending.append(request)
         self._pending_events += len(commands)
         if self._writer is None:
@@ -100,7 +120,10 @@ class PublishCoalescer:
                 batch = self._next_batch()
                 commands = [c for request in batch for c in request.commands]
                 try:
-                    results = await self._publish_many(commands)
+                    if self._timeout is None:
+                        results = await self._publish_many(commands)
+                    else:  # the oldest call's deadline: queued first, first in the batch
+                        results = await self._publish_many(commands, deadline=batch[0].deadline)
                 except Exception as exc:  # a failure must reach the callers, not strand them
                     results = [_as_error(exc)] * len(commands)
                 start = 0

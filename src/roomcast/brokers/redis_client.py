@@ -1,8 +1,16 @@
 """Connecting to Redis, standalone or through Sentinel, with fail-fast timeouts.
 
-A command that cannot reach Redis fails within about a second instead of waiting
-through long retries: callers turn the failure into BrokerUnavailable, and the
-next command reconnects (through Sentinel, to whichever server is master now).
+A command that cannot reach Redis fails within `redis_timeout_ms` (default 1 s)
+instead of waiting through long retries: callers turn the failure into
+BrokerUnavailable, and the next command reconnects (through Sentinel, to whichever
+server is master now). A write that went out and got no answer is OutcomeUnknown
+instead: a stalled Redis may still run it (see `call` and `SendWatch`).
+
+The pools wait for a free connection (redis-py's BlockingConnectionPool, also
+under Sentinel) rather than refusing past `redis_max_connections`: a reconnect
+storm queues for a moment instead of failing half its handshakes with "Too many
+connections". The wait is bounded by the pool's timeout and by each caller's
+deadline.
 """
 
 from __future__ import annotations
@@ -13,18 +21,20 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from ..config import Settings
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, OutcomeUnknown
 from .redis_internals import sentinel_clients
 
-CONNECT_TIMEOUT = 1.0
-COMMAND_TIMEOUT = 2.0
-OPERATION_TIMEOUT = 3.0  # one call, its one retry included
+CONNECT_TIMEOUT = 1.0  # the sentinels
+# The deadline of a call that names none (callers outside the broker): one call, its
+# one retry included. The pool waits at most this long for a free connection.
+OPERATION_TIMEOUT = 3.0
 # Error replies that mean "Redis cannot take this now", not "this request is wrong".
 UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
 
@@ -38,9 +48,10 @@ def connect(settings: Settings) -> Any:
     TLS verifies against the system's CA store (which `SSL_CERT_FILE` can point
     elsewhere) and checks the host name, as redis-py does by default.
     """
+    timeout = settings.redis_timeout_ms / 1000
     options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": COMMAND_TIMEOUT,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
         # One immediate retry lets a command ride over a connection that a
         # failover just closed; more would only delay the error.
         "retry": Retry(NoBackoff(), 1),
@@ -64,9 +75,41 @@ def connect(settings: Settings) -> Any:
             sentinel_options["ssl"] = True
             master_options["ssl"] = True  # SentinelConnectionPool: SSL connections
         sentinel = _Sentinel(settings.sentinel_list, sentinel_options)
-        return sentinel.master_for(settings.redis_sentinel_master, **options, **master_options)
+        return sentinel.master_for(
+            settings.redis_sentinel_master,
+            connection_pool_class=_BlockingSentinelPool,
+            **_pool_options(settings),
+            **options,
+            **master_options,
+        )
     url, auth = _standalone_url_and_auth(settings)
-    return aioredis.Redis.from_url(url, **options, **auth)
+    pool = BlockingConnectionPool.from_url(url, **_pool_options(settings), **options, **auth)
+    return aioredis.Redis.from_pool(pool)
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    """A pool of at most `redis_max_connections`, where a caller waits for a free one.
+
+    redis-py's default pool raises "Too many connections" at once past its size
+    (100): with 200 handshakes in flight, half were refused. Waiting is bounded by
+    OPERATION_TIMEOUT here, and sooner by the caller's own deadline (`call`).
+    """
+    return {"max_connections": settings.redis_max_connections, "timeout": OPERATION_TIMEOUT}
+
+
+def timeout_of(client: Any) -> float:
+    """The per-call deadline, in seconds, of a client from `connect` (redis_timeout_ms)."""
+    value = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return float(value) if value else OPERATION_TIMEOUT
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The master's pool under Sentinel, waiting for a free connection like the standalone one.
+
+    SentinelConnectionPool finds the master; BlockingConnectionPool, next in the
+    MRO, makes get_connection wait instead of refusing. Neither overrides what the
+    other relies on (SentinelConnectionPool adds no get_connection or release).
+    """
 
 
 class _SentinelClient(aioredis.Redis):
@@ -126,16 +169,64 @@ async def disconnect(client: Any) -> None:
         await sentinel.aclose()
 
 
-async def call(awaitable: Awaitable[Any]) -> Any:
-    """Await a Redis call with a deadline; failing to reach Redis is BrokerUnavailable."""
+class SendWatch:
+    """A view of a pool that notes whether the last connection asked for was handed out.
+
+    `send_pipeline` (redis_internals.py, R1-R3) writes its commands as soon as the
+    pool hands it a connection. Until then nothing has gone out, so a failure is
+    certain not to have written anything (BrokerUnavailable); after it, the commands
+    may be in Redis's socket buffer, to run whenever it resumes (OutcomeUnknown).
+    A connection found closed before any reply (R3: a restart or failover closed
+    it; nothing ran) is asked for again, and only that second attempt counts.
+    """
+
+    __slots__ = ("_pool", "handed_out")
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.handed_out = False
+
+    async def get_connection(self, *args: Any) -> Any:
+        self.handed_out = False
+        connection = await self._pool.get_connection(*args)
+        self.handed_out = True
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        await self._pool.release(connection)
+
+
+async def call(
+    awaitable: Awaitable[Any],
+    timeout: float = OPERATION_TIMEOUT,
+    *,
+    deadline: float | None = None,
+    watch: SendWatch | None = None,
+) -> Any:
+    """Await a Redis call within `timeout` seconds (or until the loop time `deadline`).
+
+    Failing to reach Redis is BrokerUnavailable. With a `watch`, a failure after its
+    connection was handed out is OutcomeUnknown: the write may have reached Redis.
+    """
+    bound = asyncio.timeout_at(deadline) if deadline is not None else asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(OPERATION_TIMEOUT):
+        async with bound:
             return await awaitable
     except TimeoutError:
-        raise BrokerUnavailable("Redis did not answer in time") from None
+        raise _failure(watch, "Redis did not answer in time") from None
     except ResponseError as exc:
         if str(exc).startswith(UNAVAILABLE_REPLIES):
+            # Refused with an error reply: the command did not run.
             raise BrokerUnavailable(f"Redis cannot take writes now: {exc}") from None
         raise
     except (RedisError, OSError) as exc:
-        raise BrokerUnavailable(f"Redis unreachable: {exc}") from None
+        raise _failure(watch, f"Redis unreachable: {exc}") from None
+
+
+def _failure(watch: SendWatch | None, message: str) -> BrokerUnavailable:
+    if watch is not None and watch.handed_out:
+        return OutcomeUnknown(
+            f"{message}; the write may have been applied:"
+            " retry with the same idempotency_key or client_event_id"
+        )
+    return BrokerUnavailable(message)
