@@ -47,8 +47,9 @@ async def test_redis_down_fails_fast_and_service_resumes(
                 started = time.monotonic()
                 r = await http.post("/api/v1/publish", json=BODY)
                 assert r.status_code == 503, r.text
+                # Refused connections: certainly not written, so not outcome_unknown.
                 assert r.json()["error"]["code"] == "broker_unavailable"
-                assert time.monotonic() - started < 3.5  # fast, not a hang
+                assert time.monotonic() - started < 1.5  # redis_timeout_ms at most, not a hang
                 data = {
                     "action": "create",
                     "annotation_id": "a",
@@ -57,8 +58,10 @@ async def test_redis_down_fails_fast_and_service_resumes(
                 ack = await client.call("annotation_update", {"room": "annotation_o", "data": data})
                 assert ack["error"]["code"] == "broker_unavailable"
                 assert ack["error"]["temporary"] is True
+                started = time.monotonic()
                 ready = await http.get("/readyz")
                 assert ready.status_code == 503 and "broker" in ready.json()["reason"]
+                assert time.monotonic() - started < 1.5
                 assert client.sio.connected
 
                 await redis.arestart()

@@ -17,14 +17,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from importlib.resources import files
 from typing import Any
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from ..errors import BrokerUnavailable, RoomcastError
+from ..errors import BrokerUnavailable, OutcomeUnknown, RoomcastError
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
@@ -39,7 +39,7 @@ from .base import (
 )
 from .coalesce import PublishCoalescer
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
-from .redis_client import UNAVAILABLE_REPLIES, call, disconnect
+from .redis_client import UNAVAILABLE_REPLIES, SendWatch, call, disconnect, timeout_of
 from .redis_internals import CountingPubSub as _CountingPubSub
 from .redis_internals import send_pipeline
 from .redis_keys import KeyLayout
@@ -72,8 +72,9 @@ class RedisBroker:
         self._history_size = history_size
         self._ttl = history_ttl_seconds
         self._idem_ttl = idempotency_ttl_seconds
+        self._timeout = timeout_of(client)  # redis_timeout_ms: every call's deadline
         self._batch: AsyncScript = client.register_script(_script("publish_batch.lua"))
-        self._coalescer = PublishCoalescer(self._write_batch)
+        self._coalescer = PublishCoalescer(self._write_batch, timeout=self._timeout)
         self._lease: AsyncScript = client.register_script(_script("lease.lua"))
         self._position: AsyncScript = client.register_script(_script("position.lua"))
         self._history: AsyncScript = client.register_script(_script("history.lua"))
@@ -107,10 +108,14 @@ class RedisBroker:
         await disconnect(self._redis)
 
     async def ping(self) -> None:
-        await call(self._redis.ping())
+        await self._call(self._redis.ping())
 
     def sweep(self) -> int:
         return 0  # Redis expires keys itself
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        """`call` within redis_timeout_ms: no await toward Redis waits longer."""
+        return await call(awaitable, self._timeout)
 
     @property
     def listening(self) -> bool:
@@ -136,50 +141,77 @@ class RedisBroker:
     async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
         return await self._coalescer.publish_many(commands)
 
-    async def _write_batch(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
-        """Each room's events in one script call, the calls pipelined (redis_batch.py)."""
+    async def _write_batch(
+        self, commands: Sequence[PublishCommand], deadline: float | None = None
+    ) -> list[PublishResult]:
+        """Each room's events in one script call, the calls pipelined (redis_batch.py).
+
+        All within `deadline` (a loop time; default redis_timeout_ms from now). A
+        pipeline that fails before its connection was handed out wrote nothing:
+        its events, and those of the pipelines after it (never sent), are
+        BrokerUnavailable. One that fails after may have been applied by a stalled
+        Redis later: its events are OutcomeUnknown.
+        """
         now = int(time.time() * 1000)
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self._timeout
         results: list[PublishResult | None] = [None] * len(commands)
         failure: BrokerUnavailable | None = None
         for group in pipelines(plan(self.keys, commands, now, self._idem_ttl)):
+            outcomes: list[PublishResult] | None = None
+            if failure is None and loop.time() >= deadline:
+                failure = BrokerUnavailable("Redis did not answer in time")
             if failure is None:
+                sent = SendWatch(self._redis.connection_pool)
                 try:
-                    replies = await call(self._run_pipeline(group, now))
+                    replies = await call(
+                        self._run_pipeline(group, now, sent), deadline=deadline, watch=sent
+                    )
+                except OutcomeUnknown as exc:
+                    # These may be written; the pipelines after them certainly are not.
+                    outcomes = [OutcomeUnknown(exc.message) for c in group for _ in c.slots]
+                    failure = BrokerUnavailable("Redis did not answer an earlier write in time")
                 except BrokerUnavailable as exc:
                     failure = exc  # the rest would wait out the same deadline
+            start = 0
             for n, room_call in enumerate(group):
-                if failure is not None:
-                    outcomes = unavailable(len(room_call.slots), failure.message)
+                if outcomes is not None:
+                    room_outcomes = outcomes[start : start + len(room_call.slots)]
+                    start += len(room_call.slots)
+                elif failure is not None:
+                    room_outcomes = unavailable(len(room_call.slots), failure.message)
                 elif isinstance(replies[n], Exception):
-                    outcomes = self._call_failed(room_call, replies[n])
+                    room_outcomes = self._call_failed(room_call, replies[n])
                 else:
-                    outcomes = room_call.read(replies[n], commands, now)
-                for slot, outcome in zip(room_call.slots, outcomes, strict=True):
+                    room_outcomes = room_call.read(replies[n], commands, now)
+                for slot, outcome in zip(room_call.slots, room_outcomes, strict=True):
                     results[slot] = outcome
         return [r for r in results if r is not None]
 
-    async def _run_pipeline(self, group: list[RoomCall], now: int) -> list[Any]:
+    async def _run_pipeline(self, group: list[RoomCall], now: int, pool: Any) -> list[Any]:
         prelude = self._prelude(now)
-        replies = await self._pipeline(group, prelude)
+        replies = await self._pipeline(group, prelude, pool)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # The server lost its script cache (a restart, a failover): the refused
             # calls did nothing, so they are sent again, in order, once it is loaded.
             await self._redis.script_load(self._batch.script)
-            again = await self._pipeline([group[i] for i in missing], prelude)
+            again = await self._pipeline([group[i] for i in missing], prelude, pool)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, group: list[RoomCall], prelude: list[Any]) -> list[Any]:
+    async def _pipeline(self, group: list[RoomCall], prelude: list[Any], pool: Any) -> list[Any]:
         """Send the calls in one write on one pooled connection; a reply each, in order.
 
         A connection that a failover or restart closed before any reply came is
         reconnected and the calls sent once more (redis_internals.py, R1-R3); a
-        failure after that is the caller's BrokerUnavailable.
+        failure after that is the caller's BrokerUnavailable. `pool` is the client's
+        pool or a SendWatch over it.
         """
         payload = pack(group, self._batch.sha, prelude)
-        return await send_pipeline(self._redis.connection_pool, payload, len(group))
+        return await send_pipeline(pool, payload, len(group))
 
     def _call_failed(self, room_call: RoomCall, error: Exception) -> list[PublishResult]:
         message = str(error)
@@ -189,11 +221,13 @@ class RedisBroker:
         return [RoomcastError(f"publishing failed: {message}") for _ in room_call.slots]
 
     async def position(self, room: str) -> StreamPosition:
-        epoch, seq = await call(self._position(keys=self._room_keys(room), args=self._prelude()))
+        epoch, seq = await self._call(
+            self._position(keys=self._room_keys(room), args=self._prelude())
+        )
         return StreamPosition(epoch, int(seq))
 
     async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
-        result = await call(
+        result = await self._call(
             self._history(keys=self._room_keys(room), args=[*self._prelude(), since_seq, limit])
         )
         epoch, head, oldest = result[0], int(result[1]), int(result[2])
@@ -205,10 +239,10 @@ class RedisBroker:
 
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
-        await call(self._redis.publish(self.keys.room(room).channel, payload))
+        await self._call(self._redis.publish(self.keys.room(room).channel, payload))
 
     async def publish_control(self, message: JSON) -> None:
-        await call(self._redis.publish(self.keys.control, json.dumps(message)))
+        await self._call(self._redis.publish(self.keys.control, json.dumps(message)))
 
     # leases ------------------------------------------------------------------------
 
@@ -226,7 +260,7 @@ class RedisBroker:
             user,
             ttl,
         ]
-        result: list[Any] = await call(
+        result: list[Any] = await self._call(
             self._lease(keys=[*self._room_keys(room), k.leases], args=args)
         )
         if int(result[0]) == 2:
@@ -239,7 +273,7 @@ class RedisBroker:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
             pipe.expire(self.keys.lease_expiry, self._ttl)
-            await call(pipe.execute())
+            await self._call(pipe.execute())
         publication = Publication.from_envelope(json.loads(result[2]))
         return LockOutcome(lease, publication)
 
@@ -254,7 +288,7 @@ class RedisBroker:
 
     async def expire_leases(self) -> list[Publication]:
         now = int(time.time() * 1000)
-        due = await call(
+        due = await self._call(
             self._redis.zrangebyscore(self.keys.lease_expiry, "-inf", now, start=0, num=200)
         )
         released: list[Publication] = []
@@ -262,11 +296,11 @@ class RedisBroker:
             result = await self._lease_call(room, "expire", "", None, "", 0)
             released.extend(Publication.from_envelope(json.loads(e)) for e in result[1:])
         if due:
-            await call(self._redis.zrem(self.keys.lease_expiry, *due))
+            await self._call(self._redis.zrem(self.keys.lease_expiry, *due))
         return released
 
     async def leases(self, room: str) -> list[Lease]:
-        raw = await call(self._redis.hgetall(self.keys.room(room).leases))
+        raw = await self._call(self._redis.hgetall(self.keys.room(room).leases))
         now = int(time.time() * 1000)
         leases = [_lease(room, json.loads(v)) for v in raw.values()]
         return sorted(
@@ -278,10 +312,10 @@ class RedisBroker:
 
     async def bind(self, room: str, project_id: str) -> None:
         key = self.keys.room(room).bind
-        await call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
+        await self._call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
 
     async def binding(self, room: str) -> str | None:
-        value: str | None = await call(self._redis.get(self.keys.room(room).bind))
+        value: str | None = await self._call(self._redis.get(self.keys.room(room).bind))
         return value
 
     # subscriptions -------------------------------------------------------------------
@@ -297,8 +331,8 @@ class RedisBroker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
-            await call(self._pubsub.subscribe(channel))
-            await call(asyncio.shield(future))
+            await self._call(self._pubsub.subscribe(channel))
+            await self._call(asyncio.shield(future))
         except BrokerUnavailable:
             self._rooms.discard(room)
             raise
@@ -311,7 +345,7 @@ class RedisBroker:
         self._last.pop(room, None)
         if self._pubsub is not None:
             with contextlib.suppress(BrokerUnavailable):
-                await call(self._pubsub.unsubscribe(self.keys.room(room).channel))
+                await self._call(self._pubsub.unsubscribe(self.keys.room(room).channel))
 
     async def _listen(self) -> None:
         """Read pub/sub for the instance's lifetime, reconnecting promptly."""

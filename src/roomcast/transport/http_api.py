@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -180,19 +181,32 @@ def check_api_key(keys: list[bytes], authorization: str) -> None:
 
 
 async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
-    """`POST /api/v1/publish` on a raw body (shared by the FastAPI route and the fast path)."""
+    """`POST /api/v1/publish` on a raw body (shared by the FastAPI route and the fast path).
+
+    A publish without `idempotency_key` is given one (`rc-` and 24 hex digits), and
+    the answer carries the key used, on success and in a temporary error
+    (`outcome_unknown`, `broker_unavailable`): when Redis stalls, the write may be
+    applied after the answer said 503, and only a retry with that key is then safe.
+    """
     limit = rc.settings.max_payload_bytes
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is {len(raw)} bytes; the limit is {limit}")
     body: PublishBody = _parse(PublishBody, _loads(raw))
-    result = await rc.broadcast.publish(
-        body.room,
-        body.type,
-        body.data,
-        actor=body.actor.model_dump() if body.actor else None,
-        idempotency_key=body.idempotency_key,
-    )
-    return result._asdict()
+    key = body.idempotency_key or f"rc-{secrets.token_hex(12)}"
+    try:
+        result = await rc.broadcast.publish(
+            body.room,
+            body.type,
+            body.data,
+            actor=body.actor.model_dump() if body.actor else None,
+            idempotency_key=key,
+        )
+    except RoomcastError as exc:
+        if not exc.temporary:
+            raise
+        # A copy: an error instance may be shared by the callers of one failed batch.
+        raise type(exc)(exc.message, **{**exc.details, "idempotency_key": key}) from exc
+    return {"id": result.id, "epoch": result.epoch, "seq": result.seq, "idempotency_key": key}
 
 
 async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
