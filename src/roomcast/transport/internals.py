@@ -40,6 +40,28 @@ U7. `uvicorn.Server.handle_exit(sig, frame)` is what uvicorn's signal handling c
     on SIGINT/SIGTERM, and `should_exit = True` ends `serve()`; server.py's
     `DrainingServer` drains on the first signal that way. Breaks: SIGTERM stops
     without a drain. Checked (the method exists).
+U8. The protocol's websockets `ServerProtocol` is `self.conn`; when it refuses a
+    handshake while parsing it (a header line over websockets' 8 KiB, too many
+    headers) it sets `conn.handshake_exc`, queues its 4xx answer in
+    `conn.data_to_send()` and yields no request, so uvicorn never writes that
+    answer (`handshake_initiated` stays False). WireProtocol writes it and closes.
+    Breaks: the refused client waits with an open socket and no answer (finding 8).
+    Checked (`handshake_exc` is set by websockets' protocol, `handshake_initiated`
+    by uvicorn's).
+U9. The transport calls the protocol's `pause_writing()` when its buffer passes the
+    high-water mark and `resume_writing()` when it drains below the low one, and
+    uvicorn's `writable` event is clear exactly while paused. WireProtocol tells
+    whoever waits for a slow connection to drain (`notify_drained`) from
+    `resume_writing`. Breaks: a detection client that fell behind is told of its
+    skipped events only with the next event (finding 10 again).
+U10. `uvicorn.protocols.http.httptools_impl.HttpToolsProtocol` parses with httptools,
+    calling `on_message_begin`, `on_url`, `on_header` and `on_headers_complete`
+    (which starts the application, or returns for a WebSocket upgrade, done from
+    `data_received` by `handle_websocket_upgrade`), then `on_body` and
+    `on_message_complete`. `HeadLimitedHttpToolsProtocol` counts a request head
+    there and answers 431 past `MAX_HEAD_BYTES` (httptools itself has no limit).
+    Breaks: oversized heads reach the application again (finding 8). Checked (the
+    class and its callbacks exist).
 
 python-engineio (a socket's queue and its writer task)
 
@@ -65,6 +87,26 @@ E5. An Engine.IO `environ` holds the ASGI scope under `environ["asgi.scope"]`
     Breaks: connections never get their wire (slower, still correct).
 E6. `engineio.packet.Packet(MESSAGE, data=text).encode()` is "4" + text, the bytes
     of a frame's payload. Checked.
+E7. Under ASGI, `AsyncServer._async["websocket"]` is the class of every socket's
+    WebSocket (`cls(handler, server)`), and the socket's WebSocket loop decodes each
+    message `wait()` returns with `engineio.packet.Packet(encoded_packet=...)`
+    outside any `try` (a decoding error kills the connection with uvicorn's
+    "Exception in ASGI application", an unknown type logs "Unknown receive error");
+    a `bytes` message becomes a binary MESSAGE whose data is that very object, and
+    a `None` ends the loop and closes the socket. `GuardedWebSocket` hands Engine.IO
+    an `EngineIOJunk` (packets.py) in place of what Engine.IO cannot decode, which
+    the Socket.IO gateway counts as junk. Breaks: junk kills connections with a
+    traceback again. Checked (the server's class is engineio's ASGI WebSocket).
+E8. `socket.close(wait=False)` queues Engine.IO's CLOSE packet (the text "1") for
+    the writer, which sends it with the WebSocket's `send`, and marks the socket
+    closed. python-socketio's `disconnect(sid)` sends Socket.IO's DISCONNECT but
+    leaves the Engine.IO socket open; `WiredSocketIOServer.disconnect` closes it
+    too, and `GuardedWebSocket` closes the WebSocket once the "1" went out, so a
+    client that ignores both is still cut off. Breaks: a connection closed for
+    abuse stays open for a hostile client.
+E9. A socket's writer (WebSocket or long-polling) takes packets with the queue's
+    `get()`, so a `get()` on an empty queue means everything queued was handed on;
+    `WireQueue.notify_empty` fires there.
 
 python-socketio
 
@@ -80,6 +122,8 @@ S4. `socketio.packet.Packet(EVENT, data=[name, payload]).encode()` is the str
     `2["name",<payload as JSON>]` for a JSON payload. Checked.
 S5. `socketio.ASGIApp` keeps the Socket.IO server as `self.engineio_server`, whose
     `eio` is the Engine.IO server. Checked.
+S6. `AsyncServer.disconnect(sid, namespace=None, ignore_queue=False)` is how
+    roomcast closes a connection; the override reads the Engine.IO sid first (S3).
 """
 
 from __future__ import annotations
@@ -93,13 +137,18 @@ import engineio
 import socketio
 import uvicorn
 from engineio import packet as eio_packet
+from engineio.async_drivers import asgi as eio_asgi
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..dependency import require
+from .packets import EngineIOJunk
 
 if TYPE_CHECKING:
     from .wire import Wire
+
+from websockets.protocol import Protocol as WebSocketsProtocolBase
 
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -145,6 +194,24 @@ def _check_at_import() -> None:
         "uvicorn.Server has no handle_exit(sig, frame)",
     )
     require(
+        _assigns(base.handle_connect, "handshake_initiated")
+        and _assigns(WebSocketsProtocolBase.__init__, "handshake_exc"),
+        "uvicorn",
+        "U8",
+        "handle_connect no longer sets handshake_initiated, or websockets' protocol "
+        "keeps no handshake_exc",
+    )
+    require(
+        all(
+            callable(getattr(HttpToolsProtocol, name, None))
+            for name in ("on_message_begin", "on_url", "on_header", "on_headers_complete")
+        )
+        and callable(getattr(HttpToolsProtocol, "handle_websocket_upgrade", None)),
+        "uvicorn",
+        "U10",
+        "HttpToolsProtocol's parser callbacks or handle_websocket_upgrade are gone",
+    )
+    require(
         callable(getattr(engineio.AsyncServer, "create_queue", None)),
         "python-engineio",
         "E1",
@@ -173,8 +240,43 @@ _check_at_import()
 # uvicorn -----------------------------------------------------------------------------
 
 
+#: How long a wait for a slow connection to drain rechecks when the transport is not
+#: paused (a send-buffer limit below the transport's high-water mark, U9).
+DRAIN_RECHECK_SECONDS = 0.05
+
+
 class WireProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets protocol, offering `write_frames` to the application."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._drained: list[Callable[[], None]] = []  # called once the buffer drains
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:  # U8
+            # websockets refused the request while parsing it and queued its answer
+            # (431 for a header line too long): deliver it, then close.
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        waiting, self._drained = self._drained, []
+        for callback in waiting:
+            callback()
+
+    def notify_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the transport's buffer has drained (U9)."""
+        if self.close_sent or self.peer_gone:
+            return  # never drains; the connection is going away
+        if self.writable.is_set():
+            # Not paused: the backlog is under the high-water mark, so no resume is
+            # coming; look again shortly.
+            self.loop.call_later(DRAIN_RECHECK_SECONDS, callback)
+        else:
+            self._drained.append(callback)
 
     def handle_connect(self, event: Any) -> None:
         self.peer_gone = False  # the client's close frame arrived or the connection is lost
@@ -197,6 +299,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.peer_gone = True
+        self._drained.clear()
         super().connection_lost(exc)
 
     def write_frames(self, frames: list[bytes]) -> bool:
@@ -214,6 +317,89 @@ class WireProtocol(WebSocketsSansIOProtocol):
         return self.transport.get_write_buffer_size()
 
 
+#: The largest request head (request line and headers) accepted, in bytes.
+MAX_HEAD_BYTES = 64 * 1024
+
+_HEAD_TOO_LARGE = b"request head too large: its request line and headers exceed %d bytes\n"
+
+
+class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering 431 to a request head over MAX_HEAD_BYTES.
+
+    httptools buffers a head of any size, so a client could hold a socket open with
+    a header that never ends. Each read that leaves a head unfinished is counted
+    (a head that starts inside a read is counted from the next one: at most one
+    read, 256 KiB, more than the limit), and a completed head is measured exactly;
+    past the limit the answer is 431 with `connection: close`, then the socket is
+    closed, before any of it reaches the application or the WebSocket handshake.
+    """
+
+    max_head_bytes = MAX_HEAD_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # the next bytes belong to a request head
+        self._head_read = 0  # bytes of reads that ended inside the current head
+        self._head_size = 0  # the current head's URL and headers, as parsed
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        in_head_before = self._in_head
+        super().data_received(data)
+        if self._refused or not (in_head_before and self._in_head):
+            return
+        self._head_read += len(data)
+        if self._head_read > self.max_head_bytes:
+            self._refuse()
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_read = 0
+        if self._head_size > self.max_head_bytes:
+            self._refuse()
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._in_head = True
+
+    def handle_websocket_upgrade(self) -> None:
+        if not self._refused:
+            super().handle_websocket_upgrade()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        body = _HEAD_TOO_LARGE % self.max_head_bytes
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.close()
+
+
 # python-engineio ----------------------------------------------------------------------
 
 
@@ -224,8 +410,17 @@ class WireQueue(asyncio.Queue[Any]):
         super().__init__(*args, **kwargs)
         self.wire: Wire | None = None
         self.writer_idle = False
+        self._on_empty: list[Callable[[], None]] = []
+
+    def notify_empty(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the writer next finds the queue empty (E9)."""
+        self._on_empty.append(callback)
 
     async def get(self) -> Any:
+        if self._on_empty and not self.qsize():
+            waiting, self._on_empty = self._on_empty, []
+            for callback in waiting:
+                callback()
         # E2: while a getter is parked here the queue is empty; once an item arrives
         # the queue is non-empty until the getter resumes, and the flag drops before
         # the getter hands the item on. Either way a direct write then waits its turn.
@@ -236,8 +431,67 @@ class WireQueue(asyncio.Queue[Any]):
             self.writer_idle = False
 
 
+#: The Engine.IO packet types a client sends over a WebSocket: CLOSE, PING (the upgrade
+#: probe), PONG, MESSAGE, UPGRADE.
+_CLIENT_PACKET_TYPES = frozenset("12345")
+_ENGINEIO_CLOSE = "1"
+
+
+def engineio_junk(message: Any) -> str | None:
+    """Why Engine.IO could not take this WebSocket message, or None if it can (E7)."""
+    if not isinstance(message, str):
+        return None  # binary: Engine.IO passes it up; the Socket.IO decoder refuses it
+    if not message or message[0] not in _CLIENT_PACKET_TYPES:
+        return "not an Engine.IO packet a client sends"
+    if len(message) > 1 and not message[1].isnumeric():
+        # Engine.IO parses the rest as JSON (a Socket.IO packet starts with a digit).
+        try:
+            eio_packet.Packet(encoded_packet=message)
+        except RecursionError:
+            return "the Engine.IO packet is nested too deeply"
+        except Exception:  # whatever it raises, the client's packet is at fault
+            return "the Engine.IO packet does not decode"
+    return None
+
+
+class GuardedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
+    """Engine.IO's ASGI WebSocket that never hands Engine.IO a packet it cannot decode.
+
+    Such a message reaches Engine.IO as an `EngineIOJunk` instead (E7), which the
+    gateway answers like Socket.IO junk: counted, logged once a second, and the
+    connection closed with `protocol_abuse` past its allowance. Once Engine.IO's
+    CLOSE packet went out the WebSocket is closed and nothing more is read (E8).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._closing = False
+
+    async def wait(self) -> Any:
+        if self._closing:
+            return None  # ends Engine.IO's loop, which then closes the socket
+        message = await super().wait()
+        if self._closing:
+            return None
+        reason = engineio_junk(message)
+        return message if reason is None else EngineIOJunk(reason)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message == _ENGINEIO_CLOSE:
+            self._closing = True
+            await self.close()
+
+
 class WiredEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
-    """Engine.IO server whose sockets get a `WireQueue` (E1)."""
+    """Engine.IO server whose sockets get a `WireQueue` (E1) and a `GuardedWebSocket` (E7)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        drivers = getattr(self, "_async", None)
+        if isinstance(drivers, dict) and drivers.get("websocket") is eio_asgi.WebSocket:
+            # A copy for this server: the driver module's own dict stays as it is.
+            self._async = {**drivers, "websocket": GuardedWebSocket}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> WireQueue:
         return WireQueue(*args, **kwargs)
@@ -292,6 +546,12 @@ def _check_engine(eio: Any) -> None:
         "E3",
         "a new socket has no upgraded and closed flags set to False",
     )
+    require(
+        eio._async.get("websocket") is GuardedWebSocket,
+        "python-engineio",
+        "E7",
+        "the ASGI driver's WebSocket class is not engineio.async_drivers.asgi.WebSocket",
+    )
 
 
 # python-socketio ----------------------------------------------------------------------
@@ -306,6 +566,21 @@ class WiredSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return WiredEngineIOServer
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """python-socketio's disconnect, which then closes the Engine.IO socket too (E8).
+
+        roomcast serves one namespace, so a connection it closes has nothing left on
+        its Engine.IO socket; a client that ignored the DISCONNECT packet would
+        otherwise keep it open.
+        """
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")  # S3
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)  # S6
+        socket = self.eio.sockets.get(eio_sid) if eio_sid is not None else None  # E4
+        if socket is not None and not socket.closed:
+            await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
 
 class WiredASGIApp(socketio.ASGIApp):  # type: ignore[misc]
