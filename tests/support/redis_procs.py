@@ -354,6 +354,12 @@ class _RedisProcess(Managed):
             return None
         return _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the process by its PID (SIGSTOP and SIGCONT for a stall)."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError(f"{self.kind} on port {self._port} is not running")
+        self._proc.send_signal(sig)
+
     async def arestart(self) -> Self:
         return await asyncio.to_thread(self.restart)
 
@@ -725,6 +731,26 @@ class SentinelCluster(Managed):
                 server.kill()
                 return port
         raise RuntimeError(f"the sentinels report {host}:{port}, which is not ours")
+
+    def manual_failover(self) -> int:
+        """`SENTINEL FAILOVER` on the first sentinel (the old master keeps running, and
+        takes writes until the sentinels convert it); returns the old master's port."""
+        _, port = self.master_addr()
+        self.sentinel_procs[0].command("SENTINEL", "FAILOVER", self.master_name)
+        return port
+
+    def replicated(self, timeout_ms: int = 1000) -> bool:
+        """`WAIT 1 <timeout_ms>` on the master: the replica has every write so far."""
+        return int(self.master.command("WAIT", 1, timeout_ms, timeout=timeout_ms / 1000 + 1)) >= 1
+
+    def cut_replica(self) -> None:
+        """Leave the replica behind: it is stopped (SIGSTOP, by PID) and the master
+        drops its link, so what is written next never reaches it (`resume_replica`)."""
+        self.replica.send_signal(signal.SIGSTOP)
+        self.master.command("CLIENT", "KILL", "TYPE", "replica")
+
+    def resume_replica(self) -> None:
+        self.replica.send_signal(signal.SIGCONT)
 
     async def wait_for_new_master(self, old_port: int, timeout: float = 15.0) -> int:
         """Wait until every answering sentinel reports a master other than `old_port`.

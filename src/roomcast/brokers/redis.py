@@ -38,16 +38,20 @@ from .base import (
     PublishResult,
 )
 from .coalesce import PublishCoalescer
+from .failover_settle import Settled, settle
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
 from .redis_client import UNAVAILABLE_REPLIES, SendWatch, call, disconnect, timeout_of
 from .redis_internals import CountingPubSub as _CountingPubSub
-from .redis_internals import send_pipeline
+from .redis_internals import drop_master_connections, send_pipeline, sentinel_clients
 from .redis_keys import KeyLayout
 from .redis_memory import shared_memory_usage
+from .sentinel_watch import Switch, watch
 
 OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
 RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 BINDING_TTL_SECONDS = 30 * 86400
+SETTLE_TIMEOUT = 3.0  # fencing the old master and settling its rooms, after a failover
+SETTLE_WAIT = 1.0  # the longest a call waits for that
 
 
 def _script(name: str) -> str:
@@ -85,6 +89,15 @@ class RedisBroker:
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        # Sentinel mode: the task following +switch-master (sentinel_watch.py), and
+        # the gate that holds Redis calls while a failover is being settled.
+        self._settle: AsyncScript = client.register_script(_script("settle.lua"))
+        self._watcher: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._listener_moves = False  # the listener is to reconnect to the new master
+        self.switched = asyncio.Event()  # set when a failover has been followed
+        self.last_settled: Settled | None = None
         self._log = get_logger(component="broker")
         self.reconnects = 0
 
@@ -95,11 +108,22 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="roomcast.broker.listener")
+        sentinels = sentinel_clients(self._redis)
+        if sentinels:
+            name = self._redis.connection_pool.service_name
+            self._watcher = asyncio.create_task(
+                watch(sentinels, name, self._on_switch), name="roomcast.broker.sentinel_watch"
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), OPERATION_TIMEOUT)
 
     async def aclose(self) -> None:
         await self._coalescer.aclose()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,10 +176,12 @@ class RedisBroker:
         BrokerUnavailable. One that fails after may have been applied by a stalled
         Redis later: its events are OutcomeUnknown.
         """
-        now = int(time.time() * 1000)
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self._timeout
+        if not self._settled.is_set():
+            await self._wait_settled(deadline - loop.time())
+        now = int(time.time() * 1000)
         results: list[PublishResult | None] = [None] * len(commands)
         failure: BrokerUnavailable | None = None
         for group in pipelines(plan(self.keys, commands, now, self._idem_ttl)):
@@ -221,12 +247,16 @@ class RedisBroker:
         return [RoomcastError(f"publishing failed: {message}") for _ in room_call.slots]
 
     async def position(self, room: str) -> StreamPosition:
+        if not self._settled.is_set():
+            await self._wait_settled(self._timeout)
         epoch, seq = await self._call(
             self._position(keys=self._room_keys(room), args=self._prelude())
         )
         return StreamPosition(epoch, int(seq))
 
     async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
+        if not self._settled.is_set():
+            await self._wait_settled(self._timeout)
         result = await self._call(
             self._history(keys=self._room_keys(room), args=[*self._prelude(), since_seq, limit])
         )
@@ -249,6 +279,8 @@ class RedisBroker:
     async def _lease_call(
         self, room: str, mode: str, annotation_id: str, holder: Member | None, user: str, ttl: int
     ) -> list[Any]:
+        if not self._settled.is_set():
+            await self._wait_settled(self._timeout)
         k = self.keys.room(room)
         args = [
             *self._prelude(),
@@ -322,6 +354,10 @@ class RedisBroker:
 
     async def subscribe(self, room: str) -> None:
         channel = self.keys.room(room).channel
+        if self._pubsub is None and self._listener_moves is False and self._watcher is not None:
+            # Moving to a new master (see _on_switch) takes a moment, not an outage.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), min(self._timeout, SETTLE_WAIT))
         if self._pubsub is None:
             raise BrokerUnavailable("not connected to Redis pub/sub")
         # The head before subscribing: everything after it arrives live or is
@@ -359,6 +395,12 @@ class RedisBroker:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is not None:
                             await self._dispatch(message)
+                        if self._listener_moves:
+                            # The master moved: subscribe on the new one now, rather
+                            # than when the old one stops serving (see _on_switch).
+                            self._listener_moves = False
+                            self._connected.clear()
+                            break
                         if pubsub.connects != connects:
                             # redis-py reconnected and resubscribed by itself:
                             # what was published meanwhile comes from history.
@@ -374,6 +416,44 @@ class RedisBroker:
                 failures += 1
                 self._log.warning("broker.listener_lost", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
+
+    async def _on_switch(self, switch: Switch) -> None:
+        """Follow an announced failover: stop writing to the old master, settle epochs.
+
+        New commands wait (at most about a second, `_wait_settled`) while the pool
+        drops its connections to the old master, the old master is fenced and each
+        room it held is settled on the new one (failover_settle.py). A room that
+        could not be settled starts a new epoch when next used.
+        """
+        began = time.monotonic()
+        self._settled.clear()
+        try:
+            await drop_master_connections(self._redis)  # redis_internals.py, R6
+            self._listener_moves = True
+            try:
+                async with asyncio.timeout(SETTLE_TIMEOUT):
+                    settled = await settle(self._redis, switch, self.keys, self._settle)
+            except (TimeoutError, RedisError, OSError) as exc:
+                settled = Settled(skipped=f"settling failed: {exc!r}")
+        finally:
+            self._settled.set()
+        self.last_settled = settled
+        self.switched.set()
+        self._log.warning(
+            "broker.master_switched",
+            old=f"{switch.old[0]}:{switch.old[1]}",
+            new=f"{switch.new[0]}:{switch.new[1]}",
+            rooms_kept=settled.kept,
+            rooms_new_epoch=settled.lost,
+            skipped=settled.skipped or None,
+            seconds=round(time.monotonic() - began, 3),
+        )
+
+    async def _wait_settled(self, limit: float) -> None:
+        """Wait for a failover's settling, at most `limit` s (SETTLE_WAIT at most):
+        a call made meanwhile could start a new epoch for a room that lost nothing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), max(0.0, min(limit, SETTLE_WAIT)))
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[Any]:

@@ -33,6 +33,13 @@ R4. `PubSub.on_connect(connection)` is called on every reconnection of the
 R5. In Sentinel mode `client.connection_pool.sentinel_manager.sentinels` lists the
     clients redis-py opened to the sentinels, which `Redis.aclose()` leaves open.
     Breaks: sockets outliving their loop (ResourceWarnings); never wrong results.
+R6. A Sentinel pool (`SentinelConnectionPool`) keeps its connections to a demoted
+    master: `pool.disconnect(inuse_connections=False)` closes the idle ones, a
+    connection in use is `mark_for_reconnect()`ed (redis-py >= 6.1; older ones
+    reconnect it only when the old master refuses a write), and the next connect
+    asks the sentinels again. Its `connection_kwargs` (less `connection_pool`)
+    and `connection_class` (an SSLConnection for TLS) reach any server of the
+    set. Breaks: writes going on to a demoted master after `+switch-master`.
 """
 
 from __future__ import annotations
@@ -41,8 +48,8 @@ import inspect
 import math
 from typing import Any
 
-from redis.asyncio.client import PubSub
-from redis.asyncio.connection import Connection, ConnectionPool
+from redis.asyncio.client import PubSub, Redis
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -136,3 +143,26 @@ def sentinel_clients(client: Any) -> list[Any]:
     """The clients of the sentinels behind a Sentinel-mode client; none otherwise (R5)."""
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     return list(getattr(manager, "sentinels", ()))
+
+
+async def drop_master_connections(client: Any) -> None:
+    """Make a Sentinel client's next commands ask the sentinels for the master (R6)."""
+    pool = client.connection_pool
+    await pool.disconnect(inuse_connections=False)
+    for connection in list(getattr(pool, "_in_use_connections", ())):
+        mark = getattr(connection, "mark_for_reconnect", None)
+        if mark is not None:
+            mark()
+
+
+def client_for(client: Any, host: str, port: int) -> Any:
+    """A plain client of host:port with a Sentinel client's options (R6): the same
+    password, database, TLS and timeouts, without asking the sentinels."""
+    pool = client.connection_pool
+    options = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    tls = issubclass(pool.connection_class, SSLConnection)
+    direct = ConnectionPool(
+        connection_class=SSLConnection if tls else Connection,
+        **{**options, "host": host, "port": port},
+    )
+    return Redis.from_pool(direct)  # closing the client closes its pool

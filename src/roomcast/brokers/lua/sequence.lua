@@ -8,19 +8,22 @@ local meta, hist, channel = KEYS[1], KEYS[2], KEYS[3]
 local new_epoch, now = ARGV[1], tonumber(ARGV[2])
 local history_size, ttl = ARGV[3], tonumber(ARGV[4])
 
--- The server's own run id: it changes when another server becomes master (a
--- Sentinel failover) or when the server restarts, the two ways written events
--- can be lost. A stream written under another run id gets a new epoch, so an
--- (epoch, seq) is never handed out for two different events.
-local function server_run_id()
-  return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+-- The replication history the server writes: master_replid changes when another
+-- server becomes master (a Sentinel failover) or when a server restarts, the two
+-- ways written events can be lost. A room last written under another history gets
+-- a new epoch, so an (epoch, seq) is never handed out for two different events,
+-- unless the failover was settled for it (settle.lua): its meta then names this
+-- server's history again, with the epoch it had.
+local function replication_ids()
+  local info = redis.call('INFO', 'replication')
+  return string.match(info, 'master_replid:(%w+)'), string.match(info, 'master_replid2:(%w+)')
 end
 
 -- Returns epoch, head seq; starts a new epoch (at seq 0, the old history dropped)
--- when the room is new, expired, or was last written by another server.
+-- when the room is new, expired, or was last written under another history.
 local function current_stream()
   local state = redis.call('HMGET', meta, 'epoch', 'seq', 'node')
-  local node = server_run_id()
+  local node = replication_ids()
   if state[1] and state[3] == node then
     return state[1], tonumber(state[2])
   end
