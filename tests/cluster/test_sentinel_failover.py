@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from roomcast.brokers.base import PublishCommand
 from roomcast.brokers.factory import make_broker
+from roomcast.brokers.redis import RedisBroker
+from roomcast.brokers.redis_keys import KeyLayout
 from roomcast.errors import BrokerUnavailable
 from tests.support.redis_procs import SentinelCluster, sentinel_cluster
 from tests.support.server import Client, running_server, test_settings
@@ -157,3 +163,92 @@ async def test_closing_the_broker_closes_its_sentinel_connections(
     assert opened, "master discovery went through no sentinel connection"
     await broker.aclose()
     assert not [c for c in opened if c.is_connected]
+
+
+async def test_a_manual_failover_stops_writes_to_the_old_master_at_once(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    # Issue 10, finding 1: after SENTINEL FAILOVER, roomcast wrote to the demoted
+    # master for ~11 s (until the sentinels converted it), and 1,970 acknowledged
+    # publishes were discarded with it.
+    cluster = sentinel_cluster
+    room = "detection_stream_m"
+    announced: list[float] = []
+    sentinel = aioredis.Redis(
+        host=cluster.sentinels[1][0], port=cluster.sentinels[1][1], decode_responses=True
+    )
+    pubsub = sentinel.pubsub()
+    async with running_server(_settings(cluster, 1)) as a:
+        broker = a.runtime.broker
+        assert isinstance(broker, RedisBroker)
+        acked: list[tuple[float, str, str, int]] = []
+        stop = asyncio.Event()
+        target, reached = [50], asyncio.Event()  # set once `target` publishes are acked
+
+        async def publish_steadily() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                with contextlib.suppress(BrokerUnavailable):
+                    pub = await a.runtime.broadcast.detection_event("m", frame_id=i, detections=[])
+                    acked.append((time.monotonic(), pub.id, pub.epoch, pub.seq))
+                    if len(acked) >= target[0]:
+                        reached.set()
+                await asyncio.sleep(0.01)
+
+        async def note_announcement() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    announced.append(time.monotonic())
+
+        await pubsub.subscribe("+switch-master")  # installed before the failover
+        listener = asyncio.create_task(note_announcement())
+        publisher = asyncio.create_task(publish_steadily())
+        try:
+            async with asyncio.timeout(10):
+                await reached.wait()
+            broker.switched.clear()
+            old_port = cluster.manual_failover()
+            await cluster.wait_for_new_master(old_port, timeout=20)
+            async with asyncio.timeout(10):
+                await broker.switched.wait()
+            target[0] = len(acked) + 100  # ~1 s more on the new master
+            reached.clear()
+            async with asyncio.timeout(20):
+                await reached.wait()
+        finally:
+            stop.set()
+            await publisher
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await sentinel.aclose()
+        assert announced, "the sentinel announced no +switch-master"
+        # Which acknowledged publishes the new master holds: the others went to the
+        # old master (or were in flight to the replica when it was promoted).
+        new_master: Any = cluster.master.client(decode_responses=True)
+        try:
+            entries = await new_master.xrange(KeyLayout("fo").room(room).hist)
+        finally:
+            await new_master.aclose()
+        kept = {json.loads(fields["e"])["id"] for _, fields in entries}
+        lost = [ack for ack in acked if ack[1] not in kept]
+        last_lost = max((at for at, *_ in lost), default=announced[0])
+        after_announcement = last_lost - announced[0]
+        seen: dict[tuple[str, int], str] = {}
+        for _, pub_id, epoch, seq in acked:
+            assert seen.setdefault((epoch, seq), pub_id) == pub_id  # never reused
+        final_epoch = acked[-1][2]
+        if lost:
+            # Writes were lost: the room's epoch changed, so clients are told.
+            assert final_epoch not in {epoch for _, _, epoch, _ in lost}
+        else:
+            assert final_epoch == acked[0][2]
+        assert after_announcement <= 1.0, after_announcement
+        print(
+            f"manual failover: last write to the old master {after_announcement:+.3f} s after "
+            f"+switch-master, {len(lost)} of {len(acked)} acknowledged publishes lost, "
+            f"epoch {'changed' if final_epoch != acked[0][2] else 'kept'}, "
+            f"settled {broker.last_settled}"
+        )
