@@ -55,7 +55,7 @@ clients/js/node_modules: clients/js/package-lock.json | system-deps
 test-js: $(STAMP) clients/js/node_modules
 	cd clients/js && npm test
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps clients/js/node_modules
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
