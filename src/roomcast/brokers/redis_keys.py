@@ -1,7 +1,7 @@
 """The Redis key layout. Every key of one room carries the room's hash tag, so a
 room's script touches one slot and the layout can move to Redis Cluster.
 
-    {prefix}:{<room>}:meta       hash   epoch, seq, node (server run id), fencing
+    {prefix}:{<room>}:meta       hash   epoch, seq, node (master_replid of its last write), fencing
     {prefix}:{<room>}:hist       stream the room's history, MAXLEN history_size
     {prefix}:{<room>}:ch         channel the room's publications and transients
     {prefix}:{<room>}:ver        hash   annotation id -> version[":d" if deleted]
