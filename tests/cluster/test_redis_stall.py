@@ -91,6 +91,7 @@ async def test_a_stalled_redis_bounds_publishes_and_a_retry_with_the_key_applies
 
                 answers: dict[int, httpx.Response] = {}
                 latencies: list[float] = []
+                stalled_at = time.monotonic()
                 with _stalled(redis):
                     for n in range(1, SEQUENTIAL + 1):
                         latency, answers[n] = await _timed(http, n)
@@ -120,9 +121,10 @@ async def test_a_stalled_redis_bounds_publishes_and_a_retry_with_the_key_applies
                         },
                     )
 
+                stall_s = time.monotonic() - stalled_at
                 codes = Counter(r.json()["error"]["code"] for r in answers.values())
                 print(
-                    f"stall: publish latency max {max(latencies):.2f} s,"
+                    f"stall of {stall_s:.1f} s: publish latency max {max(latencies):.2f} s,"
                     f" /readyz 503 in {readyz_s:.2f} s, answers {dict(codes)}, ack {ack}"
                 )
                 assert max(latencies) <= TIMEOUT_S + MARGIN_S, latencies
