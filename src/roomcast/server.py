@@ -23,6 +23,7 @@ import uvicorn
 from .app import Roomcast, create_app
 from .config import Settings
 from .observability.logging import configure_logging
+from .transport.internals import MAX_HEAD_BYTES, HeadLimitedHttpToolsProtocol
 from .transport.wire import WireProtocol
 
 #: Builds the application to serve from the settings; returns what `create_app`
@@ -89,6 +90,28 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def protocol_limits(runtime: Roomcast) -> dict[str, Any]:
+    """The uvicorn.Config options that bound what one request or message may hold.
+
+    - `http`: request heads over MAX_HEAD_BYTES (64 KiB) are answered 431 and the
+      socket closed at once, on plain HTTP and on the WebSocket upgrade (httptools,
+      uvicorn's default, has no limit at all; see internals.HeadLimitedHttpToolsProtocol).
+      Under roomcast's WebSocket protocol a single header line over 8 KiB on the
+      upgrade is answered 431 too (websockets' limit).
+    - `ws_max_size`: a WebSocket message is refused (close 1009) once it passes the
+      Engine.IO packet limit, instead of first being assembled up to uvicorn's 16 MiB.
+
+    `serve` uses them, and so do the test servers; an embedder running its own
+    uvicorn passes them to `uvicorn.Config` (docs/operations.md).
+    """
+    return {
+        "http": HeadLimitedHttpToolsProtocol,
+        # The same bound for a caller that swaps `http` for "h11" (which answers 400).
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "ws_max_size": int(runtime.sio.eio.max_http_buffer_size),
+    }
+
+
 def runtime_of(app: Any) -> Roomcast:
     """The `Roomcast` of an application `create_app` built; NotARoomcastApp otherwise."""
     runtime = getattr(app, "roomcast", None)
@@ -142,6 +165,7 @@ async def serve(
         ws_per_message_deflate=settings.ws_per_message_deflate,
         # Lets a broadcast write one pre-built frame to every socket (transport/wire.py).
         ws=WireProtocol,
+        **protocol_limits(runtime),
         # The drain has already closed every Socket.IO connection; do not wait
         # forever on a peer that never completes its close handshake.
         timeout_graceful_shutdown=10,

@@ -20,6 +20,7 @@ import uvicorn
 
 from roomcast import Roomcast, Settings, create_app
 from roomcast.auth.tokens import mint_access_token
+from roomcast.server import protocol_limits
 from roomcast.transport.wire import WireProtocol
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -137,6 +138,7 @@ async def running_server(
         access_log=False,
         timeout_graceful_shutdown=3,
         ws=WS_PROTOCOLS[ws],
+        **protocol_limits(app.roomcast),  # what `roomcast serve` runs: 431 for huge heads
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -2,10 +2,12 @@
 
 roomcast writes a broadcast's pre-built WebSocket frame straight to each socket's
 transport (wire.py, outlet.py), and that is only correct while these libraries
-behave as below. Each assumption is numbered; tests/compat/test_assumptions.py has
-one test per number against the real library, and the cheap structural ones are
-checked here, at import (U, S4, E6) or when the Socket.IO server is built (E1, E3,
-E4, S1, S5), raising `IncompatibleDependency` with the library's version.
+behave as below. The same goes for the guards against hostile input that sit at
+these libraries' edges (U8, U10, E7, E8). Each assumption is numbered;
+tests/compat/test_assumptions.py and test_guards.py have one test per number against
+the real library, and the cheap structural ones are checked here, at import (U, S4,
+E6) or when the Socket.IO server is built (E1, E3, E4, E7, S1, S5), raising
+`IncompatibleDependency` with the library's version.
 
 uvicorn (its sans-I/O websockets protocol, `WireProtocol`'s base)
 
@@ -99,11 +101,13 @@ E7. Under ASGI, `AsyncServer._async["websocket"]` is the class of every socket's
     traceback again. Checked (the server's class is engineio's ASGI WebSocket).
 E8. `socket.close(wait=False)` queues Engine.IO's CLOSE packet (the text "1") for
     the writer, which sends it with the WebSocket's `send`, and marks the socket
-    closed. python-socketio's `disconnect(sid)` sends Socket.IO's DISCONNECT but
-    leaves the Engine.IO socket open; `WiredSocketIOServer.disconnect` closes it
-    too, and `GuardedWebSocket` closes the WebSocket once the "1" went out, so a
-    client that ignores both is still cut off. Breaks: a connection closed for
-    abuse stays open for a hostile client.
+    closed; on WebSocket the writer still sends what was queued before it (a
+    long-polling socket refuses polls once closed). python-socketio's
+    `disconnect(sid)` sends Socket.IO's DISCONNECT but leaves the Engine.IO socket
+    open; `WiredSocketIOServer.disconnect` closes an upgraded one too, and
+    `GuardedWebSocket` closes the WebSocket once the "1" went out, so a client that
+    ignores both is still cut off. Breaks: a connection closed for abuse stays open
+    for a hostile client.
 E9. A socket's writer (WebSocket or long-polling) takes packets with the queue's
     `get()`, so a `get()` on an empty queue means everything queued was handed on;
     `WireQueue.notify_empty` fires there.
@@ -319,6 +323,8 @@ class WireProtocol(WebSocketsSansIOProtocol):
 
 #: The largest request head (request line and headers) accepted, in bytes.
 MAX_HEAD_BYTES = 64 * 1024
+#: How long a refused connection is read and discarded before it is closed.
+LINGER_SECONDS = 0.5
 
 _HEAD_TOO_LARGE = b"request head too large: its request line and headers exceed %d bytes\n"
 
@@ -397,7 +403,14 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             b"content-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
         )
-        self.transport.close()
+        # Closing with the client's bytes unread would reset the connection, and a
+        # reset can destroy the answer before the client reads it: end our side,
+        # discard what still arrives (data_received), and close soon after.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
 
 # python-engineio ----------------------------------------------------------------------
@@ -579,7 +592,9 @@ class WiredSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")  # S3
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)  # S6
         socket = self.eio.sockets.get(eio_sid) if eio_sid is not None else None  # E4
-        if socket is not None and not socket.closed:
+        # Long-polling is left as it was: a closed socket refuses the poll that would
+        # carry the DISCONNECT packet (E3: `upgraded` is False there).
+        if socket is not None and socket.upgraded and not socket.closed:
             await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
 
