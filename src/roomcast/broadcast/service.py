@@ -93,7 +93,10 @@ class EventBroadcastService:
 
         Raises InvalidRoom, InvalidType, InvalidPayload (bad data, or a type that
         does not belong in the room), Forbidden (a server-only type), Conflict and
-        Locked (annotation writes), BrokerUnavailable. `source` labels the metrics
+        Locked (annotation writes), BrokerUnavailable (nothing was written), and its
+        subclass OutcomeUnknown (sent to Redis, no answer within redis_timeout_ms: it
+        may still be applied, so retry with an `idempotency_key`, and the same one,
+        or the event may be delivered twice). `source` labels the metrics
         (roomcast_events_in, roomcast_publish_latency_seconds): keep it to a few values.
         """
         started = time.perf_counter()
@@ -140,7 +143,8 @@ class EventBroadcastService:
         the others. Each room's events are sequenced in the order given; over Redis
         a whole batch takes a round trip or two instead of one per event. Never
         raises a RoomcastError: a broker failure is BrokerUnavailable in the slots
-        of the events it left unwritten.
+        of the events it left unwritten, OutcomeUnknown in those it sent and got no
+        answer for (see `publish`).
         """
         started = time.perf_counter()
         results: list[Published | RoomcastError | None] = []

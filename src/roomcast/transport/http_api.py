@@ -183,16 +183,20 @@ def check_api_key(keys: list[bytes], authorization: str) -> None:
 async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
     """`POST /api/v1/publish` on a raw body (shared by the FastAPI route and the fast path).
 
-    A publish without `idempotency_key` is given one (`rc-` and 24 hex digits), and
-    the answer carries the key used, on success and in a temporary error
-    (`outcome_unknown`, `broker_unavailable`): when Redis stalls, the write may be
-    applied after the answer said 503, and only a retry with that key is then safe.
+    Over Redis, a publish without `idempotency_key` is given one (`rc-` and 24 hex
+    digits), and the answer carries the key used, on success and in a temporary
+    error (`outcome_unknown`, `broker_unavailable`): when Redis stalls, the write may
+    be applied after the answer said 503, and only a retry with that key is then
+    safe. In memory an outcome is never in doubt, so none is made (a key costs a
+    stored result for idempotency_ttl_seconds).
     """
     limit = rc.settings.max_payload_bytes
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is {len(raw)} bytes; the limit is {limit}")
     body: PublishBody = _parse(PublishBody, _loads(raw))
-    key = body.idempotency_key or f"rc-{secrets.token_hex(12)}"
+    key = body.idempotency_key
+    if key is None and rc.settings.uses_redis:
+        key = f"rc-{secrets.token_hex(12)}"
     try:
         result = await rc.broadcast.publish(
             body.room,
@@ -202,11 +206,14 @@ async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
             idempotency_key=key,
         )
     except RoomcastError as exc:
-        if not exc.temporary:
+        if not exc.temporary or key is None:
             raise
         # A copy: an error instance may be shared by the callers of one failed batch.
         raise type(exc)(exc.message, **{**exc.details, "idempotency_key": key}) from exc
-    return {"id": result.id, "epoch": result.epoch, "seq": result.seq, "idempotency_key": key}
+    answer: JSON = {"id": result.id, "epoch": result.epoch, "seq": result.seq}
+    if key is not None:
+        answer["idempotency_key"] = key
+    return answer
 
 
 async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
