@@ -167,3 +167,39 @@ async def test_a_stalled_redis_bounds_publishes_and_a_retry_with_the_key_applies
                 assert total == Counter(list(answers)), total  # each exactly once
             finally:
                 await client.close()
+
+
+async def test_a_client_publish_sent_into_a_stall_is_outcome_unknown_and_its_retry_applies_once(
+    cluster_settings: Any, redis: RedisServer
+) -> None:
+    def update(annotation_id: str, cid: str) -> dict[str, Any]:
+        annotation = {"label": "x", "shape": {"type": "point", "x": 0, "y": 0}}
+        data = {"action": "create", "annotation_id": annotation_id, "annotation": annotation}
+        return {"room": "annotation_o", "client_event_id": cid, "data": data}
+
+    async with running_server(cluster_settings(1)) as server:
+        client = await server.client("u", rooms=["annotation_o"])
+        try:
+            assert (await client.call("join", {"room": "annotation_o"}))["ok"]
+            with _stalled(redis):
+                # Sent at once on an idle pooled connection: written, never answered.
+                started = time.monotonic()
+                ack = await client.call("annotation_update", update("a", "c1"))
+                took = time.monotonic() - started
+            assert ack["ok"] is False and ack["error"]["code"] == "outcome_unknown", ack
+            assert ack["error"]["temporary"] is True
+            assert took <= TIMEOUT_S + MARGIN_S, took
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                await _until_ready(http)
+            again = await client.call("annotation_update", update("a", "c1"))
+            assert again["ok"] is True, again  # the first result, repeated
+            assert (await client.call("annotation_update", update("b", "c2")))["ok"]
+            seen: Counter[str] = Counter()
+            while True:
+                event = await client.next("annotation_update")
+                seen[event["data"]["annotation_id"]] += 1
+                if event["data"]["annotation_id"] == "b":
+                    break
+            assert seen == Counter({"a": 1, "b": 1}), seen
+        finally:
+            await client.close()
