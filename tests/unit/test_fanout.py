@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomcast.broadcast.fanout import LocalFanout, Outlet
+from roomcast.broadcast.fanout import SKIPPED_EVENT, DrainSignal, LocalFanout, Outlet
 from roomcast.types import JSON, Publication
 
 DETECTION_ROOM = "detection_stream_t1"
@@ -30,6 +31,7 @@ class RecordingOutlet:
         self.encoded: list[Packet] = []
         self.queues: dict[str, list[Packet]] = {}
         self.capacity: dict[str, int] = {}
+        self.waiting: dict[str, list[Callable[[], None]]] = {}  # sid -> drain callbacks
 
     def encode(self, event: str, payload: JSON) -> Any:
         packet = Packet(len(self.encoded), event, payload)
@@ -46,6 +48,14 @@ class RecordingOutlet:
     def drain(self, sid: str) -> list[Packet]:
         taken, self.queues[sid] = self.queues.get(sid, []), []
         return taken
+
+    def notify_drained(self, sid: str, callback: Callable[[], None]) -> None:
+        self.waiting.setdefault(sid, []).append(callback)
+
+    def drained(self, sid: str) -> None:
+        """The socket's backlog drained: what the transport tells its waiters."""
+        for callback in self.waiting.pop(sid, []):
+            callback()
 
 
 class Harness:
@@ -245,31 +255,98 @@ def test_parked_member_is_not_a_slow_consumer(h: Harness) -> None:
     assert [p.seq for p in h.fanout.go_live(ROOM, "late", last_seq=0)] == [1, 2, 3]
 
 
+def skipped_notices(h: Harness, sid: str) -> list[JSON]:
+    return [p.payload for p in h.outlet.drain(sid) if p.event == SKIPPED_EVENT]
+
+
+def test_recording_outlet_is_a_drain_signal(h: Harness) -> None:
+    assert isinstance(h.outlet, DrainSignal)
+
+
+def test_a_skipped_member_that_catches_up_is_told_without_a_further_event(h: Harness) -> None:
+    h.fanout.add(DETECTION_ROOM, "slow", catching_up=False)
+    h.outlet.capacity["slow"] = 1
+    for seq in (1, 2, 3, 4):
+        h.fanout.on_publication(detection(seq))
+    assert [p.payload["seq"] for p in h.outlet.drain("slow")] == [1]
+    assert len(h.outlet.waiting["slow"]) == 1  # one wait, however many were skipped
+    h.outlet.drained("slow")  # the client read everything; the stream has stopped
+    assert skipped_notices(h, "slow") == [{"room": DETECTION_ROOM, "skipped": 3, "seq": 4}]
+    h.fanout.on_publication(detection(5))
+    (after,) = h.outlet.drain("slow")
+    assert after.payload["seq"] == 5 and "skipped" not in after.payload
+
+
+def test_no_notice_once_an_event_carried_the_count(h: Harness) -> None:
+    h.fanout.add(DETECTION_ROOM, "slow", catching_up=False)
+    h.outlet.capacity["slow"] = 0
+    h.fanout.on_publication(detection(1))
+    h.outlet.capacity["slow"] = 10
+    h.fanout.on_publication(detection(2))
+    (marked,) = h.outlet.drain("slow")
+    assert marked.payload["skipped"] == 1
+    h.outlet.drained("slow")
+    assert h.outlet.drain("slow") == []
+
+
+def test_no_notice_after_leaving_or_to_a_new_membership(h: Harness) -> None:
+    h.fanout.add(DETECTION_ROOM, "slow", catching_up=False)
+    h.outlet.capacity["slow"] = 0
+    h.fanout.on_publication(detection(1))
+    h.fanout.remove(DETECTION_ROOM, "slow")
+    h.fanout.add(DETECTION_ROOM, "slow", catching_up=False)
+    h.outlet.capacity["slow"] = 10
+    h.outlet.drained("slow")
+    assert h.outlet.drain("slow") == []
+
+
+def test_a_member_still_behind_when_drained_waits_again(h: Harness) -> None:
+    h.fanout.add(DETECTION_ROOM, "slow", catching_up=False)
+    h.outlet.capacity["slow"] = 0
+    for seq in (1, 2):
+        h.fanout.on_publication(detection(seq))
+    h.outlet.drained("slow")  # drained, but full again before the notice could go
+    assert h.outlet.drain("slow") == [] and len(h.outlet.waiting["slow"]) == 1
+    h.fanout.on_publication(detection(3))
+    h.outlet.capacity["slow"] = 10
+    h.outlet.drained("slow")
+    assert skipped_notices(h, "slow") == [{"room": DETECTION_ROOM, "skipped": 3, "seq": 3}]
+
+
 @settings(max_examples=80)
 @given(
     steps=st.lists(
-        st.tuples(st.integers(min_value=0, max_value=3), st.booleans()), min_size=1, max_size=40
+        st.tuples(st.integers(min_value=0, max_value=3), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=40,
     ),
 )
-def test_detection_stream_never_has_a_silent_gap(steps: list[tuple[int, bool]]) -> None:
-    """Every seq a slow client misses is counted by the `skipped` of its next event."""
+def test_detection_stream_never_has_a_silent_gap(steps: list[tuple[int, bool, bool]]) -> None:
+    """Every seq a slow client misses is counted, by its next event or by a notice."""
     h = Harness()
     h.fanout.add(DETECTION_ROOM, "s1", catching_up=False)
-    received: list[JSON] = []
-    for seq, (capacity, reads) in enumerate(steps, start=1):
+    received: list[tuple[str, JSON]] = []
+    for seq, (capacity, reads, drains) in enumerate(steps, start=1):
         h.outlet.capacity["s1"] = capacity
         h.fanout.on_publication(detection(seq))
         if reads:
-            received.extend(p.payload for p in h.outlet.drain("s1"))
-    received.extend(p.payload for p in h.outlet.drain("s1"))
+            received.extend((p.event, p.payload) for p in h.outlet.drain("s1"))
+        if drains:
+            h.outlet.drained("s1")
+    h.outlet.capacity["s1"] = 1_000_000
+    h.outlet.drained("s1")  # the client caught up with a stopped stream
+    received.extend((p.event, p.payload) for p in h.outlet.drain("s1"))
     assert h.slow == []
     previous = 0
-    for envelope in received:
+    for event, envelope in received:
         assert envelope["seq"] > previous
-        assert envelope.get("skipped", 0) == envelope["seq"] - previous - 1
+        # An event's seq follows what it says was skipped; a notice names the last one.
+        told = envelope.get("skipped", 0) + (0 if event == SKIPPED_EVENT else 1)
+        assert told == envelope["seq"] - previous
         previous = envelope["seq"]
+    assert previous == len(steps)  # nothing left untold at the end
     delivered = sum(n for _, n in h.delivered)
-    assert delivered == len(received)
+    assert delivered == sum(1 for event, _ in received if event != SKIPPED_EVENT)
 
 
 # transient and control --------------------------------------------------------------------

@@ -9,7 +9,10 @@ that uniformity, both rare and both off the common path:
   duplicate.
 - A member whose queue is full: in `detection_stream_` rooms it is skipped and its
   next `detection_event` carries `skipped: n`; elsewhere it is disconnected with
-  reason `slow_consumer`.
+  reason `slow_consumer`. A skipped member that catches up while the stream is
+  quiet is not left waiting for a next event: when its backlog drains (the outlet
+  says so, `DrainSignal`), it is sent the unsequenced notice
+  `skipped {"room", "skipped": n, "seq": <the last seq skipped>}` instead.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..types import JSON, Publication
 
 SKIPPABLE_TYPES = frozenset({"detection_event"})
+#: The unsequenced event telling a member how many events it missed, once it caught up.
+SKIPPED_EVENT = "skipped"
 
 
 class Outlet(Protocol):
@@ -34,6 +39,14 @@ class Outlet(Protocol):
         """Queue a packet for one socket; False when its queue is full (unless forced)."""
 
 
+@runtime_checkable
+class DrainSignal(Protocol):
+    """An outlet that can say when a socket it refused has room again."""
+
+    def notify_drained(self, sid: str, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the socket's backlog has drained (never if it closes)."""
+
+
 @dataclass(slots=True)
 class Membership:
     """One socket's membership of one room on this instance."""
@@ -41,6 +54,7 @@ class Membership:
     sid: str
     buffer: list[Publication] | None = None  # live events parked during a replay
     skipped: int = 0  # detection events skipped since the last one delivered
+    skipped_seq: int = 0  # the seq of the last one skipped
 
 
 @dataclass(slots=True)
@@ -69,6 +83,7 @@ class LocalFanout:
         self._on_slow_consumer = on_slow_consumer
         self._on_control = on_control
         self._on_delivered = on_delivered
+        self._drain_signal = outlet if isinstance(outlet, DrainSignal) else None
 
     # membership ------------------------------------------------------------------
 
@@ -136,7 +151,7 @@ class LocalFanout:
             elif push(membership.sid, packet):
                 delivered += 1
             elif skippable:
-                membership.skipped = 1
+                self._skip(publication.room, membership, publication.seq)
             else:
                 self._on_slow_consumer(membership.sid)
         self._on_delivered(publication.type, delivered)
@@ -152,12 +167,37 @@ class LocalFanout:
             if self._outlet.push(membership.sid, self._outlet.encode(publication.type, marked)):
                 membership.skipped = 0
                 return 1
-            membership.skipped += 1
+            self._skip(publication.room, membership, publication.seq)
             return 0
         if self._outlet.push(membership.sid, self._outlet.encode(publication.type, envelope)):
             return 1
         self._on_slow_consumer(membership.sid)
         return 0
+
+    def _skip(self, room: str, membership: Membership, seq: int) -> None:
+        if not membership.skipped:
+            self._await_drain(room, membership)
+        membership.skipped += 1
+        membership.skipped_seq = seq
+
+    def _await_drain(self, room: str, membership: Membership) -> None:
+        if self._drain_signal is not None:
+            self._drain_signal.notify_drained(
+                membership.sid, lambda: self._caught_up(room, membership)
+            )
+
+    def _caught_up(self, room: str, membership: Membership) -> None:
+        """The member's backlog drained: tell it what it missed, unless an event did."""
+        local = self._rooms.get(room)
+        if local is None or local.members.get(membership.sid) is not membership:
+            return  # it left the room (or left and joined again: a new membership)
+        if not membership.skipped or membership.buffer is not None:
+            return  # an event carried the count, or a replay is bringing it up to date
+        notice = {"room": room, "skipped": membership.skipped, "seq": membership.skipped_seq}
+        if self._outlet.push(membership.sid, self._outlet.encode(SKIPPED_EVENT, notice)):
+            membership.skipped = 0
+        else:
+            self._await_drain(room, membership)  # drained, and already behind again
 
     def on_transient(self, room: str, event: str, data: JSON) -> None:
         local = self._rooms.get(room)

@@ -21,6 +21,7 @@ internals.py per recipient would slow the broadcast path down.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,22 @@ class EngineIOOutlet:
         corked, self._corked = self._corked, {}
         for wire, frames in corked.items():
             wire.write_frames(frames)  # False: closing, and Engine.IO is closing it
+
+    def notify_drained(self, sid: str, callback: Callable[[], None]) -> None:
+        """Call `callback` once this socket's backlog drained (fanout.DrainSignal).
+
+        What held the socket back is waited out: its Engine.IO queue, found empty by
+        its writer (internals E9), or its WebSocket transport's buffer (U9).
+        """
+        socket = self._sockets.get(sid)
+        if socket is None or socket.closed:
+            return
+        queue = socket.queue
+        wire = queue.wire
+        if wire is not None and socket.upgraded and not queue.qsize():
+            wire.notify_drained(callback)
+        else:
+            queue.notify_empty(callback)
 
     def writes_direct(self, sid: str) -> bool:
         """Whether an event to this connection would now go straight to its WebSocket."""

@@ -17,6 +17,7 @@ internals.py (assumptions U1-U6); it is importable from here too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .internals import WIRE_EXTENSION, WireProtocol
@@ -34,6 +35,9 @@ class Wire(Protocol):
 
     def backlog(self) -> int:
         """Bytes written but not yet taken by the kernel (the slow-consumer measure)."""
+
+    def notify_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the backlog has drained (never if the connection closes)."""
 
 
 def text_frame(payload: str) -> bytes:
