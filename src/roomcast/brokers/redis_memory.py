@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from ..errors import RoomcastError
 from ..ids import new_event_id
 from .base import MemoryUsage
-from .redis_client import call
+from .redis_client import call, timeout_of
 
 FIGURE_LIFETIME_PERIODS = 3
 
@@ -52,10 +52,10 @@ async def _shared_memory_usage(
         # One round trip for the common case, an instance that does not measure.
         pipe.set(lock, new_event_id(), nx=True, px=period_ms)
         pipe.get(figure)
-        won, stored = await call(pipe.execute())
+        won, stored = await call(pipe.execute(), timeout_of(client))
     if not won:
         return parse_figure(stored)
-    info = await call(client.info("memory"))
+    info = await call(client.info("memory"), timeout_of(client))
     usage = MemoryUsage(
         used_bytes=int(info["used_memory"]),
         max_bytes=int(info.get("maxmemory", 0)),

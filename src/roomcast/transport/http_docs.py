@@ -36,6 +36,8 @@ class PublishResult(BaseModel):
     id: str
     epoch: str
     seq: int
+    # The key used; made by the server over Redis when none was given.
+    idempotency_key: str | None = None
 
 
 class BatchResults(BaseModel):
@@ -107,7 +109,10 @@ ERROR_STATUSES = {
     404: "not_found",
     409: "conflict",
     413: "payload_too_large",
-    503: "broker_unavailable (temporary: retry)",
+    503: (
+        "broker_unavailable (temporary: retry) or outcome_unknown"
+        " (temporary: retry with the same idempotency_key)"
+    ),
 }
 
 
