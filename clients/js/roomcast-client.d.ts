@@ -194,6 +194,8 @@ export class RoomStream<E extends { epoch: string; seq: number; skipped?: number
   /** How many events wait for a gap to be filled. */
   readonly held: number;
   offer(envelope: E): StreamStep<E>;
+  /** A `skipped` notice: events up to `seq` were skipped on purpose (detection streams). */
+  skippedTo(notice: { room: string; skipped: number; seq: number }): StreamStep<E>;
   joined(ack: { epoch: string; seq: number; recovered?: boolean }): StreamStep<E>;
   reset(): void;
 }

@@ -156,6 +156,19 @@ export class RoomStream {
     return step("gap", [], null, this.position);
   }
 
+  /**
+   * Take a `skipped` notice ({room, skipped, seq}): a detection stream that went quiet
+   * while this client was behind skipped `skipped` events up to `seq` on purpose.
+   */
+  skippedTo(notice) {
+    const seq = Number(notice.seq);
+    const count = Number(notice.skipped);
+    if (this.epoch === null || seq <= this.seq) return step("duplicate");
+    if (seq - count !== this.seq) return step("gap", [], null, this.position);
+    this.seq = seq;
+    return step("deliver", this._release());
+  }
+
   /** Take a join ack ({epoch, seq, recovered, ...}) into account. */
   joined(ack) {
     const epoch = ack.epoch;
@@ -645,6 +658,10 @@ export class RoomcastClient {
   _onEvent(socket, event, payload) {
     if (socket !== this._socket) return;
     if (event === "connection_status") this._onStatus(socket, payload || {});
+    if (event === "skipped" && payload && typeof payload.seq === "number") {
+      const entry = this._rooms.get(payload.room);
+      if (entry) this._apply(entry, entry.stream.skippedTo(payload));
+    }
     if (!SEQUENCE_FREE_EVENTS.has(event) && isSequenced(payload)) {
       this._onSequenced(socket, payload);
       return;

@@ -35,6 +35,21 @@ def test_skipped_marks_a_jump_as_intended() -> None:
     assert stream.offer(env(12, skipped=1)) is Decision.GAP
 
 
+def test_a_skipped_notice_moves_past_the_skipped_events() -> None:
+    stream = RoomStream("e1", 8)
+    assert stream.skipped({"room": "r", "skipped": 22, "seq": 30}) is Decision.DELIVER
+    assert stream.position == {"epoch": "e1", "seq": 30}
+    assert stream.offer(env(31)) is Decision.DELIVER
+    assert stream.skipped({"room": "r", "skipped": 2, "seq": 31}) is Decision.DUPLICATE
+
+
+def test_a_skipped_notice_that_does_not_meet_the_position_is_a_gap() -> None:
+    stream = RoomStream("e1", 8)
+    assert stream.skipped({"room": "r", "skipped": 3, "seq": 30}) is Decision.GAP
+    assert stream.position == {"epoch": "e1", "seq": 8}
+    assert RoomStream().skipped({"room": "r", "skipped": 1, "seq": 2}) is Decision.DUPLICATE
+
+
 def test_new_epoch_delivers_and_asks_for_resync() -> None:
     stream = RoomStream("e1", 40)
     assert stream.offer(env(1, epoch="e2")) is Decision.RESYNC

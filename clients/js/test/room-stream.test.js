@@ -31,6 +31,24 @@ describe("RoomStream", () => {
     assert.deepEqual(stream.position, { epoch: "e1", seq: 5 });
   });
 
+  test("a skipped notice moves past the skipped events and releases what follows", () => {
+    const stream = new RoomStream("detection_stream_1", { epoch: "e1", seq: 8 });
+    assert.equal(stream.offer(ev(31)).decision, "gap");
+    const step = stream.skippedTo({ room: "detection_stream_1", skipped: 22, seq: 30 });
+    assert.equal(step.decision, "deliver");
+    assert.deepEqual(seqs(step), [31]);
+    assert.deepEqual(stream.position, { epoch: "e1", seq: 31 });
+    assert.equal(stream.skippedTo({ room: "detection_stream_1", skipped: 1, seq: 30 }).decision, "duplicate");
+  });
+
+  test("a skipped notice that does not meet the position is a gap", () => {
+    const stream = new RoomStream("detection_stream_1", { epoch: "e1", seq: 8 });
+    const step = stream.skippedTo({ room: "detection_stream_1", skipped: 3, seq: 30 });
+    assert.equal(step.decision, "gap");
+    assert.deepEqual(step.rejoin, { epoch: "e1", seq: 8 });
+    assert.deepEqual(stream.position, { epoch: "e1", seq: 8 });
+  });
+
   test("a gap holds later events and asks for a rejoin from the last position", () => {
     const stream = new RoomStream("annotation_1", { epoch: "e1", seq: 3 });
     const step = stream.offer(ev(6));

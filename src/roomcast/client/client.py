@@ -296,6 +296,9 @@ class RoomcastClient:
             and data.get("status") in ("token_expired", "draining")
         ):
             self._lost.set()  # reconnect (with a fresh token) without waiting to be cut
+        if event == "skipped" and isinstance(data, dict) and "seq" in data:
+            await self._on_skipped(data)
+            return
         if event in UNSEQUENCED or not isinstance(data, dict) or "seq" not in data:
             await self._dispatch(event, data)
             return
@@ -312,6 +315,17 @@ class RoomcastClient:
             await self._notify_resync(data["room"], state.stream)
         elif decision is Decision.GAP:
             self._refill(data["room"], state)
+
+    async def _on_skipped(self, notice: dict[str, Any]) -> None:
+        """A detection stream's skip that no later event carried: move past it."""
+        state = self._rooms.get(str(notice.get("room", "")))
+        if state is None:
+            return
+        decision = state.stream.skipped(notice)
+        if decision is Decision.DELIVER:
+            await self._dispatch("skipped", notice)
+        elif decision is Decision.GAP:
+            self._refill(notice["room"], state)
 
     def _refill(self, room: str, state: _Room) -> None:
         """Rejoin with `since` to fill a gap (one rejoin per room at a time)."""

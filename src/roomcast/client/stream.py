@@ -42,6 +42,21 @@ class RoomStream:
             return Decision.DELIVER
         return Decision.GAP
 
+    def skipped(self, notice: dict[str, Any]) -> Decision:
+        """Take a `skipped` notice: events up to `seq` were skipped on purpose.
+
+        A detection stream that went quiet while this client was behind says so with
+        an unsequenced notice instead of a mark on a next event; the position moves
+        to `seq` when exactly `skipped` events lie between it and the last one seen.
+        """
+        seq, count = int(notice["seq"]), int(notice["skipped"])
+        if self.epoch is None or seq <= self.seq:
+            return Decision.DUPLICATE
+        if seq - count == self.seq:
+            self.seq = seq
+            return Decision.DELIVER
+        return Decision.GAP
+
     def joined(self, ack: dict[str, Any]) -> bool:
         """Take a join ack into account; True when the application must reload state.
 
