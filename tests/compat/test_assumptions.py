@@ -26,7 +26,13 @@ from redis.exceptions import ResponseError
 
 from roomcast.brokers import redis_internals
 from roomcast.brokers.redis_client import disconnect
-from roomcast.brokers.redis_internals import CountingPubSub, send_pipeline, sentinel_clients
+from roomcast.brokers.redis_internals import (
+    CountingPubSub,
+    client_for,
+    drop_master_connections,
+    send_pipeline,
+    sentinel_clients,
+)
 from roomcast.dependency import IncompatibleDependency, installed_version
 from roomcast.transport.internals import (
     WIRE_EXTENSION,
@@ -560,6 +566,36 @@ async def test_r5_a_sentinel_clients_sentinels_are_listed(
     assert ports == sorted(port for _, port in sentinel_cluster.sentinels), broken(
         "R5", f"connection_pool.sentinel_manager.sentinels gave ports {ports}"
     )
+
+
+async def test_r6_a_sentinel_pool_lets_go_of_the_master_it_knew(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    sentinel = Sentinel(sentinel_cluster.sentinels, socket_connect_timeout=1)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for(sentinel_cluster.master_name, decode_responses=True)
+    pool = client.connection_pool
+    try:
+        idle_id = await client.client_id()  # opens a connection, then leaves it idle
+        held = await pool.get_connection()
+        await drop_master_connections(client)
+        after_id = await client.client_id()
+        marked = held.should_reconnect()
+        await pool.release(held)
+        released_connected = held.is_connected
+        direct = client_for(client, *sentinel_cluster.master_addr())
+        try:
+            direct_ping = await direct.ping()
+        finally:
+            await direct.aclose()
+    finally:
+        await disconnect(client)
+    assert after_id != idle_id, broken(
+        "R6", "pool.disconnect(inuse_connections=False) kept the idle connection to the master"
+    )
+    assert marked and not released_connected, broken(
+        "R6", "a connection in use was not marked for reconnect, or kept its socket on release"
+    )
+    assert direct_ping, broken("R6", "connection_kwargs did not reach the master directly")
 
 
 # -- failing loudly ------------------------------------------------------------------------
