@@ -64,7 +64,7 @@ async def test_churn_over_two_instances(cluster_settings: Any, redis: RedisServe
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="needs the E7 fix in transport/internals.py (closed sockets' ping timers)",
+    reason="needs the E10 fix in transport/internals.py (closed sockets' ping timers)",
 )
 @pytest.mark.timeout(90)
 async def test_churn_leaves_rss_flat_over_two_instances(redis: RedisServer) -> None:

@@ -113,7 +113,7 @@ async def measure(
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="needs the E7 fix in transport/internals.py (closed sockets' ping timers)",
+    reason="needs the E10 fix in transport/internals.py (closed sockets' ping timers)",
 )
 @pytest.mark.timeout(90)
 async def test_churn_leaves_rss_flat_in_memory_mode() -> None:
