@@ -61,11 +61,6 @@ async def test_churn_over_two_instances(cluster_settings: Any, redis: RedisServe
             await client.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs the E10 fix in transport/internals.py (closed sockets' ping timers)",
-)
 @pytest.mark.timeout(90)
 async def test_churn_leaves_rss_flat_over_two_instances(redis: RedisServer) -> None:
     """5,000 cycles over two `roomcast serve` processes on one Redis (issue 10, finding 6)."""

@@ -211,3 +211,29 @@ async def test_e9_a_queue_says_when_its_writer_found_it_empty() -> None:
             assert not queue.qsize(), broken("E9", "notified with packets still queued")
         finally:
             await raw.close()
+
+
+def ping_timers() -> set[asyncio.Task[Any]]:
+    """The pending Engine.IO ping timers (`AsyncSocket._send_ping` tasks)."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "AsyncSocket._send_ping"
+    }
+
+
+async def test_e10_a_closed_sockets_ping_timer_ends_with_it() -> None:
+    bench = Bench()
+    async with serving(bench.app) as host:
+        client = await RawSocketIO.connect(f"http://{host}", "t")
+        try:
+            await asyncio.wait_for(bench.ready.get(), 5)
+            timers = ping_timers()
+            assert len(timers) == 1, broken("E10", f"{len(timers)} ping timers for one socket")
+        finally:
+            await client.close()
+        # Engine.IO's ping interval is 25 s: the timer ends at once, or the check fails.
+        _, sleeping = await asyncio.wait(timers, timeout=5)
+        assert not sleeping, broken(
+            "E10", "a closed socket's ping timer sleeps on, keeping the connection in memory"
+        )

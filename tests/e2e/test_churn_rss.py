@@ -51,7 +51,6 @@ def tokens_for(instance: RoomcastProcess) -> list[str]:
 async def cycle(url: str, token: str, n: int) -> None:
     client = await RawSocketIO.connect(url, token)
     try:
-        # Not `assert`: the RSS check alone may raise AssertionError (see the xfail).
         for event in ("join", "leave"):
             answer = await client.call(event, {"room": ROOM})
             if not answer["ok"]:
@@ -110,11 +109,6 @@ async def measure(
     return [(m[0], m[1], m[2]) for m in marks]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs the E10 fix in transport/internals.py (closed sockets' ping timers)",
-)
 @pytest.mark.timeout(90)
 async def test_churn_leaves_rss_flat_in_memory_mode() -> None:
     async with RoomcastProcess() as instance:

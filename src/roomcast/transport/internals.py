@@ -6,7 +6,7 @@ behave as below. The same goes for the guards against hostile input that sit at
 these libraries' edges (U8, U10, E7, E8). Each assumption is numbered;
 tests/compat/test_assumptions.py and test_guards.py have one test per number against
 the real library, and the cheap structural ones are checked here, at import (U, S4,
-E6) or when the Socket.IO server is built (E1, E3, E4, E7, S1, S5), raising
+E6, E10) or when the Socket.IO server is built (E1, E3, E4, E7, S1, S5), raising
 `IncompatibleDependency` with the library's version.
 
 uvicorn (its sans-I/O websockets protocol, `WireProtocol`'s base)
@@ -111,6 +111,15 @@ E8. `socket.close(wait=False)` queues Engine.IO's CLOSE packet (the text "1") fo
 E9. A socket's writer (WebSocket or long-polling) takes packets with the queue's
     `get()`, so a `get()` on an empty queue means everything queued was handed on;
     `WireQueue.notify_empty` fires there.
+E10. A socket's ping timer is `server.start_background_task(socket._send_ping)`
+    (one at a time: at the handshake and after each PONG); it sleeps
+    `ping_interval` (25 s) holding the socket, and through its queue's wire the
+    whole connection (~20 KB). Every close goes through `socket.close()`, which calls
+    `server._trigger_event("disconnect", sid, ...)` before it marks the socket
+    closed. `WiredEngineIOServer` cancels the timer of a socket there. Breaks: each
+    closed connection stays in memory for 25 s, so RSS grows ~20 KB per
+    connect/disconnect cycle under churn (finding 6). Checked (`schedule_ping`
+    starts `_send_ping` that way, `close` triggers "disconnect").
 
 python-socketio
 
@@ -223,6 +232,14 @@ def _check_at_import() -> None:
     )
     encoded = eio_packet.Packet(eio_packet.MESSAGE, data="x").encode()
     require(encoded == "4x", "python-engineio", "E6", f"a MESSAGE packet encodes as {encoded!r}")
+    require(
+        _assigns(AsyncSocket.schedule_ping, "start_background_task", "_send_ping")
+        and _assigns(AsyncSocket.close, "_trigger_event"),
+        "python-engineio",
+        "E10",
+        "AsyncSocket.schedule_ping no longer starts _send_ping with start_background_task, "
+        "or close no longer triggers the disconnect event",
+    )
     require(
         callable(getattr(socketio.AsyncServer, "_engineio_server_class", None)),
         "python-socketio",
@@ -497,10 +514,13 @@ class GuardedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
 
 
 class WiredEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
-    """Engine.IO server whose sockets get a `WireQueue` (E1) and a `GuardedWebSocket` (E7)."""
+    """Engine.IO server whose sockets get a `WireQueue` (E1) and a `GuardedWebSocket` (E7),
+    and whose closed sockets are not kept alive by their ping timer (E10).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._ping_timers: dict[str, asyncio.Task[Any]] = {}  # Engine.IO sid -> its timer
         drivers = getattr(self, "_async", None)
         if isinstance(drivers, dict) and drivers.get("websocket") is eio_asgi.WebSocket:
             # A copy for this server: the driver module's own dict stays as it is.
@@ -508,6 +528,29 @@ class WiredEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def create_queue(self, *args: Any, **kwargs: Any) -> WireQueue:
         return WireQueue(*args, **kwargs)
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        socket = getattr(target, "__self__", None)
+        if isinstance(socket, AsyncSocket) and getattr(target, "__name__", "") == "_send_ping":
+            sid: str = socket.sid  # E10: the socket's ping timer
+            self._ping_timers[sid] = task
+            task.add_done_callback(lambda done: self._forget_ping_timer(sid, done))
+        return task
+
+    def _forget_ping_timer(self, sid: str, task: asyncio.Task[Any]) -> None:
+        if self._ping_timers.get(sid) is task:
+            del self._ping_timers[sid]
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        # E10: a closing socket's ping timer would keep the whole connection alive
+        # for ping_interval; under churn that is ~20 KB per connection closed in the
+        # last 25 s. (Not when the timer itself is closing it: it ends by itself.)
+        if event == "disconnect" and args:
+            timer = self._ping_timers.pop(args[0], None)
+            if timer is not None and timer is not asyncio.current_task():
+                timer.cancel()
+        return await super()._trigger_event(event, *args, **kwargs)
 
 
 def attach_wire(eio: engineio.AsyncServer, eio_sid: str, wire: Wire | None) -> Any:
