@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any, TypeVar
 
-from ..brokers.redis_client import call
+from ..brokers.redis_client import call, timeout_of
 from ..brokers.redis_keys import KeyLayout
 from ..errors import BrokerUnavailable
 from ..types import InstanceInfo, Member, PresenceChange
@@ -40,6 +40,7 @@ class RedisPresenceStore:
         # redis-py's return types are unions of bytes and str whatever the decoding;
         # with decode_responses=True every reply here is str, so the client is Any.
         self._redis: Any = client
+        self._timeout = timeout_of(client)
         self.keys = KeyLayout(prefix)
         self._instance = instance_id
         self._add = client.register_script(lua_presence.ADD)
@@ -68,8 +69,13 @@ class RedisPresenceStore:
 
     # presence ------------------------------------------------------------------------
 
+
+    async def _call(self, awaitable: Any) -> Any:
+        """A Redis call within redis_timeout_ms, like the broker's."""
+        return await call(awaitable, self._timeout)
+
     async def add(self, room: str, user_id: str, name: str | None, conn_id: str) -> PresenceChange:
-        first, connections, count = await call(
+        first, connections, count = await self._call(
             self._add(
                 keys=self._room_keys(room),
                 args=[self._conn(conn_id), user_id, name or "", ENTRY_TTL_SECONDS],
@@ -77,7 +83,7 @@ class RedisPresenceStore:
         )
         if self._local_rooms.get(room, 0) == 0:
             rooms_key = self.keys.instance_rooms(self._instance)
-            await call(self._redis.sadd(rooms_key, room))
+            await self._call(self._redis.sadd(rooms_key, room))
         self._local_rooms[room] = self._local_rooms.get(room, 0) + 1
         member = Member(user_id, name, int(connections))
         return PresenceChange(room, member if int(first) else None, None, int(count))
@@ -95,7 +101,7 @@ class RedisPresenceStore:
             raise
 
     async def _remove_entry(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
-        left_flag, name, count = await call(
+        left_flag, name, count = await self._call(
             self._remove(keys=self._room_keys(room), args=[self._conn(conn_id), user_id])
         )
         left = Member(user_id, name or None, 0) if int(left_flag) else None
@@ -106,7 +112,7 @@ class RedisPresenceStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(k.pusers)
             pipe.hgetall(k.pnames)
-            counts, names = await call(pipe.execute())
+            counts, names = await self._call(pipe.execute())
         return [
             Member(user, names.get(user) or None, int(n))
             for user, n in sorted(counts.items())
@@ -118,13 +124,13 @@ class RedisPresenceStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(k.pusers, user_id)
             pipe.hget(k.pnames, user_id)
-            n, name = await call(pipe.execute())
+            n, name = await self._call(pipe.execute())
         return Member(user_id, name or None, int(n)) if n and int(n) > 0 else None
 
     # connection registry ---------------------------------------------------------------
 
     async def register_connection(self, user_id: str, conn_id: str, limit: int) -> bool:
-        ok = await call(
+        ok = await self._call(
             self._register(
                 keys=[self.keys.user_conns(user_id)],
                 args=[self._conn(conn_id), limit, self._instance, ENTRY_TTL_SECONDS],
@@ -133,7 +139,7 @@ class RedisPresenceStore:
         if not int(ok):
             return False
         if self._local_users.get(user_id, 0) == 0:
-            await call(self._redis.sadd(self.keys.instance_users(self._instance), user_id))
+            await self._call(self._redis.sadd(self.keys.instance_users(self._instance), user_id))
         self._local_users[user_id] = self._local_users.get(user_id, 0) + 1
         return True
 
@@ -144,13 +150,13 @@ class RedisPresenceStore:
         else:
             self._local_users.pop(user_id, None)
         try:
-            await call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
+            await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
         except BrokerUnavailable:
             self._pending.append(("", user_id, conn_id))
             raise
 
     async def user_connections(self, user_id: str) -> int:
-        n: int = await call(self._redis.hlen(self.keys.user_conns(user_id)))
+        n: int = await self._call(self._redis.hlen(self.keys.user_conns(user_id)))
         return n
 
     # instances -------------------------------------------------------------------------
@@ -177,7 +183,7 @@ class RedisPresenceStore:
                 for user in self._local_users:
                     pipe.expire(self.keys.user_conns(user), ENTRY_TTL_SECONDS)
             try:
-                results = await call(pipe.execute())
+                results = await self._call(pipe.execute())
             except BrokerUnavailable:
                 self._healthy_since = None
                 raise
@@ -196,7 +202,7 @@ class RedisPresenceStore:
             self._refreshed_at = time.monotonic()
 
     async def _server_ms(self) -> int:
-        seconds, micros = await call(self._redis.time())
+        seconds, micros = await self._call(self._redis.time())
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def instances(self) -> list[InstanceInfo]:
@@ -204,7 +210,7 @@ class RedisPresenceStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(self.keys.instances, cutoff, "+inf", withscores=True)
             pipe.hgetall(f"{self.keys.instances}:conns")
-            alive, conns = await call(pipe.execute())
+            alive, conns = await self._call(pipe.execute())
         return [
             InstanceInfo(instance_id, int(conns.get(instance_id, 0)), score / 1000)
             for instance_id, score in alive
@@ -228,12 +234,12 @@ class RedisPresenceStore:
         if healthy is None or time.monotonic() - healthy < self._dead_after:
             return changes
         cutoff = self._server_now_ms - int(self._dead_after * 1000)
-        dead = await call(self._redis.zrangebyscore(self.keys.instances, "-inf", cutoff))
+        dead = await self._call(self._redis.zrangebyscore(self.keys.instances, "-inf", cutoff))
         for instance_id in dead:
             if instance_id == self._instance:
                 continue
             claim = f"{self.keys.instances}:reaping:{instance_id}"
-            if await call(self._redis.set(claim, self._instance, nx=True, ex=30)):
+            if await self._call(self._redis.set(claim, self._instance, nx=True, ex=30)):
                 changes += await self._reap_instance(instance_id)
         return changes
 
@@ -246,7 +252,8 @@ class RedisPresenceStore:
                 if change.left is not None:
                     changes.append(change)
             else:
-                await call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
+                user_conns = self.keys.user_conns(user_id)
+                await self._call(self._redis.hdel(user_conns, self._conn(conn_id)))
             self._pending.popleft()
         return changes
 
@@ -254,22 +261,22 @@ class RedisPresenceStore:
         changes: list[PresenceChange] = []
         prefix = f"{instance_id}|"
         rooms_key = self.keys.instance_rooms(instance_id)
-        for room in await call(self._redis.smembers(rooms_key)):
-            out = await call(self._reap_room(keys=self._room_keys(room), args=[prefix]))
+        for room in await self._call(self._redis.smembers(rooms_key)):
+            out = await self._call(self._reap_room(keys=self._room_keys(room), args=[prefix]))
             count = int(out[0])
             for i in range(1, len(out), 2):
                 changes.append(
                     PresenceChange(room, None, Member(out[i], out[i + 1] or None, 0), count)
                 )
         users_key = self.keys.instance_users(instance_id)
-        for user in await call(self._redis.smembers(users_key)):
-            await call(self._reap_user(keys=[self.keys.user_conns(user)], args=[prefix]))
+        for user in await self._call(self._redis.smembers(users_key)):
+            await self._call(self._reap_user(keys=[self.keys.user_conns(user)], args=[prefix]))
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(rooms_key, users_key)
             if instance_id != self._instance:
                 pipe.zrem(self.keys.instances, instance_id)
                 pipe.hdel(f"{self.keys.instances}:conns", instance_id)
-            await call(pipe.execute())
+            await self._call(pipe.execute())
         return changes
 
     def size(self) -> int:
