@@ -14,7 +14,6 @@ uses those.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
 import shutil
@@ -30,25 +29,20 @@ from typing import Any, Self
 import httpx
 
 from roomcast.auth.tokens import mint_access_token
+from tests.support.credentials import API_KEY, SECRET
 from tests.support.lifecycle import Managed
-from tests.support.redis_procs import ProcessStartError, free_port
-from tests.support.server import API_KEY, SECRET
+from tests.support.processes import (
+    HOST,
+    ProcessStartError,
+    free_port,
+    launch,
+    stop_pid,
+    tail,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
-STOP_TIMEOUT = 15.0
-
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_LIVE):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(proc)
+STOP_TIMEOUT = 15.0  # the draining shutdown's bound
 
 
 class RoomcastProcess(Managed):
@@ -116,7 +110,7 @@ class RoomcastProcess(Managed):
         if self._dir is None:
             return "(not started)"
         return "\n".join(
-            f"--- {name} ---\n{_tail(self._dir / name, lines)}" for name in ("stderr", "stdout")
+            f"--- {name} ---\n{tail(self._dir / name, lines)}" for name in ("stderr", "stdout")
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -132,16 +126,13 @@ class RoomcastProcess(Managed):
             (self._dir / "stdout").open("ab") as stdout,
             (self._dir / "stderr").open("ab") as stderr,
         ):
-            self._proc = subprocess.Popen(
+            self._proc = launch(
                 [sys.executable, "-m", "roomcast.cli", "serve"],
                 cwd=REPO,
                 env=self.env,
-                stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                start_new_session=True,  # a ^C to pytest does not reach it; teardown does
             )
-        _LIVE.add(self._proc)
         try:
             self._wait_healthy(began + START_TIMEOUT)
         except BaseException:
@@ -181,32 +172,28 @@ class RoomcastProcess(Managed):
         """
         if self._proc is None:
             return None
-        try:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=STOP_TIMEOUT)
-                    raise TimeoutError(
-                        f"roomcast did not exit within {timeout:g} s of SIGTERM\n" + self.output()
-                    ) from None
-            return self._proc.returncode
-        finally:
-            _LIVE.discard(self._proc)
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_pid(self._proc, signal.SIGKILL)
+                raise TimeoutError(
+                    f"roomcast did not exit within {timeout:g} s of SIGTERM\n" + self.output()
+                ) from None
+        return stop_pid(self._proc)
 
     def kill(self) -> int | None:
         """SIGKILL by PID and wait."""
         if self._proc is None:
             return None
-        try:
-            if self._proc.poll() is None:
-                self._proc.kill()
-                self._proc.wait(timeout=STOP_TIMEOUT)
-            return self._proc.returncode
-        finally:
-            _LIVE.discard(self._proc)
+        return stop_pid(self._proc, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the process exits (by itself or by a signal); its exit status."""
+        if self._proc is None:
+            raise RuntimeError("roomcast has not been started")
+        return self._proc.wait(timeout)
 
     def close(self) -> None:
         """Stop it if it still runs (SIGTERM, then SIGKILL) and remove its files."""
@@ -237,11 +224,3 @@ class RoomcastProcess(Managed):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RoomcastProcess {self.url} {state}>"
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(nothing written)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"

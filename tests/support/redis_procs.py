@@ -1,8 +1,9 @@
 """Real `redis-server` and Redis Sentinel processes on free loopback ports, for tests.
 
-Every process is started with subprocess.Popen, in its own temporary directory (its
-log file, and for a sentinel the configuration file it rewrites), and stopped by its
-PID: SIGTERM, a bounded wait, SIGKILL if it will not go. Nothing is persisted
+Every process is started through `tests.support.processes.launch`, in its own
+temporary directory (its log file, and for a sentinel the configuration file it
+rewrites), and stopped by its PID there: SIGTERM, a bounded wait, SIGKILL if it will
+not go. Nothing is persisted
 (`--save "" --appendonly no`).
 
 A process start has no event to await, so readiness is a bounded loop of PING
@@ -27,7 +28,6 @@ with `pytest_plugins`.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import secrets
 import shutil
@@ -49,34 +49,35 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from tests.support.lifecycle import Managed
+from tests.support.processes import (
+    HOST,
+    STOP_TIMEOUT,
+    ProcessStartError,
+    free_port,
+    launch,
+    stop_pid,
+)
+from tests.support.processes import tail as _tail
+
+__all__ = [
+    "HOST",
+    "MASTER_NAME",
+    "ProcessStartError",
+    "RedisReplyError",
+    "RedisServer",
+    "SentinelCluster",
+    "SentinelProcess",
+    "TLSFiles",
+    "command",
+    "free_port",
+    "redis_server",
+    "sentinel_cluster",
+]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
-HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 MASTER_NAME = "mymaster"
-
-# Processes started and not yet reaped; a last resort for an interpreter that exits
-# without running teardown (every fixture and context manager stops its own).
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_LIVE):
-        _reap(proc, signal.SIGKILL, STOP_TIMEOUT)
-
-
-class ProcessStartError(RuntimeError):
-    """A process exited or did not answer in time; the message carries its log tail."""
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # A minimal synchronous RESP client: one command per connection, no retries, nothing
@@ -212,29 +213,6 @@ def _pairs(flat: list[Any]) -> dict[str, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _reap(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
-    """Signal a child by its PID (unless it has exited), wait, SIGKILL if needed."""
-    try:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
-    finally:
-        _LIVE.discard(proc)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"({path.name}: nothing written)"
-    return "\n".join(text.splitlines()[-lines:]) or f"({path.name}: empty)"
-
-
 class _RedisProcess(Managed):
     """One redis-server process (a server or a sentinel) in its own temporary directory."""
 
@@ -343,7 +321,7 @@ class _RedisProcess(Managed):
 
     def stop(self, *, remove_files: bool = True) -> int | None:
         """SIGTERM by PID, wait, SIGKILL if it will not go; returns the exit status."""
-        code = None if self._proc is None else _reap(self._proc, signal.SIGTERM, STOP_TIMEOUT)
+        code = None if self._proc is None else stop_pid(self._proc, signal.SIGTERM, STOP_TIMEOUT)
         if remove_files:
             self._cleanup_dir()
         return code
@@ -352,7 +330,13 @@ class _RedisProcess(Managed):
         """SIGKILL by PID and wait (files are kept, so restart() works)."""
         if self._proc is None:
             return None
-        return _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
+        return stop_pid(self._proc, signal.SIGKILL, STOP_TIMEOUT)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the process exits (by itself or by a signal); its exit status."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.kind} has not been started")
+        return self._proc.wait(timeout)
 
     def send_signal(self, sig: int) -> None:
         """Signal the process by its PID (SIGSTOP and SIGCONT for a stall)."""
@@ -373,19 +357,11 @@ class _RedisProcess(Managed):
         directory = self.directory
         began = time.monotonic()
         with (directory / "stdio.log").open("ab") as stdio:
-            self._proc = subprocess.Popen(
-                self._argv(directory),
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=stdio,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a ^C to pytest does not reach it; teardown does
-            )
-        _LIVE.add(self._proc)
+            self._proc = launch(self._argv(directory), cwd=directory, stdout=stdio)
         try:
             self._wait_ready(began + START_TIMEOUT)
         except BaseException:
-            _reap(self._proc, signal.SIGKILL, STOP_TIMEOUT)
+            stop_pid(self._proc, signal.SIGKILL, STOP_TIMEOUT)
             raise
         self.started_in = time.monotonic() - began
 

@@ -22,9 +22,18 @@ from roomcast import Roomcast, Settings, create_app
 from roomcast.auth.tokens import mint_access_token
 from roomcast.server import protocol_limits
 from roomcast.transport.wire import WireProtocol
+from tests.support.credentials import API_KEY, SECRET
 
-SECRET = "test-secret-0123456789abcdef0123456789abcdef"
-API_KEY = "test-api-key-0123456789"
+__all__ = [
+    "API_KEY",
+    "SECRET",
+    "WS_PROTOCOLS",
+    "Client",
+    "RunningServer",
+    "free_socket",
+    "running_server",
+    "test_settings",
+]
 
 
 def test_settings(**overrides: Any) -> Settings:
@@ -141,7 +150,7 @@ async def running_server(
         **protocol_limits(app.roomcast),  # what `roomcast serve` runs: 431 for huge heads
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield RunningServer(f"http://127.0.0.1:{port}", app.roomcast, settings, ws)
