@@ -183,7 +183,11 @@ export interface StreamStep<E = Envelope> {
   rejoin: Position | null;
 }
 
-/** The ordering state machine of one room. Pure: no I/O. */
+/**
+ * The ordering state machine of one room. Pure: no I/O. An event that does not follow
+ * the position is a "gap": dropped, with `rejoin` set (the rejoin's replay brings it
+ * again, in order); nothing is held (docs/clients.md, "One gap rule").
+ */
 export class RoomStream<E extends { epoch: string; seq: number; skipped?: number } = Envelope> {
   constructor(room?: string | null, position?: Position | null);
   room: string | null;
@@ -191,10 +195,11 @@ export class RoomStream<E extends { epoch: string; seq: number; skipped?: number
   seq: number;
   /** The last position handed over, or null before the first event or join ack. */
   readonly position: Position | null;
-  /** How many events wait for a gap to be filled. */
-  readonly held: number;
   offer(envelope: E): StreamStep<E>;
-  /** A `skipped` notice: events up to `seq` were skipped on purpose (detection streams). */
+  /**
+   * A `skipped` notice: events up to `seq` were skipped on purpose (detection streams).
+   * "deliver" (with nothing in `deliver`) when the position moved to `seq`.
+   */
   skippedTo(notice: { room: string; skipped: number; seq: number }): StreamStep<E>;
   joined(ack: { epoch: string; seq: number; recovered?: boolean }): StreamStep<E>;
   reset(): void;
@@ -255,6 +260,16 @@ export interface RoomcastClientOptions {
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
 }
 
+/**
+ * A detection stream's notice that `skipped` events up to `seq` were left out while this
+ * client was behind; handed to `skipped` handlers once it moved the room's position.
+ */
+export interface SkippedNotice {
+  room: string;
+  skipped: number;
+  seq: number;
+}
+
 export interface RoomEventMap {
   annotation_update: Envelope;
   annotation_validated: Envelope;
@@ -265,6 +280,7 @@ export interface RoomEventMap {
   presence: PresenceEvent;
   connection_status: ConnectionStatus;
   rate_limited: RateLimitedEvent;
+  skipped: SkippedNotice;
 }
 
 export class RoomcastClient {

@@ -363,8 +363,8 @@ export class RoomcastClient {
     if (socket !== this._socket) return;
     if (event === "connection_status") this._onStatus(socket, payload || {});
     if (event === "skipped" && payload && typeof payload.seq === "number") {
-      const entry = this._rooms.get(payload.room);
-      if (entry) this._apply(entry, entry.stream.skippedTo(payload));
+      this._onSkipped(payload);
+      return;
     }
     if (!SEQUENCE_FREE_EVENTS.has(event) && isSequenced(payload)) {
       this._onSequenced(socket, payload);
@@ -396,6 +396,19 @@ export class RoomcastClient {
     const entry = this._rooms.get(envelope.room);
     if (!entry) return; // a room we left; its last events may still be on the way
     this._apply(entry, entry.stream.offer(envelope));
+  }
+
+  /**
+   * A detection stream's skip that no later event carried: the position moves past it,
+   * and the notice reaches the `skipped` handlers only then (not for a room left, nor
+   * for a duplicate; a notice that does not meet the position is a gap, and rejoins).
+   */
+  _onSkipped(notice) {
+    const entry = this._rooms.get(notice.room);
+    if (!entry) return;
+    const result = entry.stream.skippedTo(notice);
+    this._apply(entry, result);
+    if (result.decision === "deliver") this._dispatch("skipped", notice);
   }
 
   _apply(entry, result) {

@@ -1,16 +1,22 @@
 // RoomStream: the ordering state machine of one room. Pure: it decides, the client acts.
-
-// A fill rejoin that does not move a room forward this many times in a row gives up
-// on the missing events: the stream jumps ahead and asks the application to resync.
-const MAX_FRUITLESS_FILLS = 3;
+//
+// The gap rule, the same in the Python SDK (roomcast.client.stream): an event that does
+// not follow the position is dropped, and the room is joined again with `since` = the
+// position. Holding the later events would save nothing: the rejoin replays everything
+// after `since`, those events included, and the server parks live events during the
+// replay, so the replay, then the ack, then live events arrive in seq order without a
+// gap. A gap the history can no longer fill is answered `recovered: false` (a resync).
+// docs/clients.md, "One gap rule", says why this rule and not holding.
 
 /**
  * The ordering state machine of one room: it decides what to hand to the application,
- * the client acts on its decisions. It keeps the room's position {epoch, seq} (the last
- * event handed over) and holds events that arrived after a gap until the gap is filled.
+ * the client acts on its decisions. It keeps the room's position {epoch, seq}: the last
+ * event handed over.
  *
- * `offer(envelope)` and `joined(ack)` return a Step:
+ * `offer(envelope)`, `skippedTo(notice)` and `joined(ack)` return a Step:
  *   { decision, deliver: [envelope, ...], resync: {epoch, seq} | null, rejoin: {epoch, seq} | null }
+ * - `decision`: "deliver", "duplicate", "gap" or "resync" (and "adopted" or "recovered"
+ *   for a join ack);
  * - `deliver`: hand these to the application now, in this order;
  * - `resync`: tell the application to reload the room's state (before delivering);
  * - `rejoin`: some events are missing: join the room again with this position as `since`.
@@ -20,18 +26,11 @@ export class RoomStream {
     this.room = room;
     this.epoch = position ? position.epoch : null;
     this.seq = position ? position.seq : 0;
-    this._held = new Map(); // seq -> envelope, events after a gap
-    this._fruitlessFills = 0;
   }
 
   /** The last position handed over, or null before the first event or join ack. */
   get position() {
     return this.epoch === null ? null : { epoch: this.epoch, seq: this.seq };
-  }
-
-  /** How many events wait for a gap to be filled. */
-  get held() {
-    return this._held.size;
   }
 
   /** Decide about one sequenced event ({room, epoch, seq, skipped?, ...}). */
@@ -48,22 +47,21 @@ export class RoomStream {
       // The room's history was lost: this event starts the new epoch.
       this.epoch = epoch;
       this.seq = seq;
-      this._held.clear();
-      this._fruitlessFills = 0;
       return step("resync", [envelope], { epoch, seq });
     }
-    if (seq <= this.seq || this._held.has(seq)) return step("duplicate");
+    if (seq <= this.seq) return step("duplicate");
     if (this._follows(envelope, seq)) {
       this.seq = seq;
-      return step("deliver", [envelope, ...this._release()]);
+      return step("deliver", [envelope]);
     }
-    this._held.set(seq, envelope);
     return step("gap", [], null, this.position);
   }
 
   /**
    * Take a `skipped` notice ({room, skipped, seq}): a detection stream that went quiet
    * while this client was behind skipped `skipped` events up to `seq` on purpose.
+   * "deliver" means the position moved to `seq` (hand the notice to the application);
+   * a notice that does not meet the position is a gap like any other.
    */
   skippedTo(notice) {
     const seq = Number(notice.seq);
@@ -71,86 +69,41 @@ export class RoomStream {
     if (this.epoch === null || seq <= this.seq) return step("duplicate");
     if (seq - count !== this.seq) return step("gap", [], null, this.position);
     this.seq = seq;
-    return step("deliver", this._release());
+    return step("deliver");
   }
 
-  /** Take a join ack ({epoch, seq, recovered, ...}) into account. */
+  /**
+   * Take a join ack ({epoch, seq, recovered, ...}) into account. The replay passed
+   * through `offer` before the ack, so a recovered ack only confirms the position;
+   * `recovered: false` or another epoch means the application must reload the room.
+   */
   joined(ack) {
     const epoch = ack.epoch;
     const seq = Number(ack.seq);
-    const before = this.seq;
     if (this.epoch === null) {
       this.epoch = epoch;
       this.seq = seq;
-      const deliver = this._release();
-      return step("adopted", deliver, null, this._held.size ? this.position : null);
+      return step("adopted");
     }
-    let resync = null;
-    let decision = "recovered";
     if (ack.recovered === false || epoch !== this.epoch) {
-      if (epoch !== this.epoch) this._held.clear();
       this.epoch = epoch;
       this.seq = seq;
-      this._fruitlessFills = 0;
-      resync = { epoch, seq };
-      decision = "resync";
-    } else if (seq > this.seq) {
-      this.seq = seq;
+      return step("resync", [], { epoch, seq });
     }
-    let deliver = this._release();
-    let rejoin = null;
-    if (this._held.size) {
-      if (this.seq === before && decision !== "resync") this._fruitlessFills += 1;
-      else this._fruitlessFills = 0;
-      if (this._fruitlessFills >= MAX_FRUITLESS_FILLS) {
-        // The server cannot fill the gap: jump to the held events and say so.
-        const first = Math.min(...this._held.keys());
-        const envelope = this._held.get(first);
-        this._held.delete(first);
-        this.seq = first;
-        this._fruitlessFills = 0;
-        resync = { epoch: this.epoch, seq: first };
-        decision = "resync";
-        deliver = [...deliver, envelope, ...this._release()];
-      }
-      if (this._held.size) rejoin = this.position;
-    } else {
-      this._fruitlessFills = 0;
-    }
-    return step(decision, deliver, resync, rejoin);
+    if (seq > this.seq) this.seq = seq;
+    return step("recovered");
   }
 
-  /** Forget the position and anything held (after leaving the room). */
+  /** Forget the position (after leaving the room). */
   reset() {
     this.epoch = null;
     this.seq = 0;
-    this._held.clear();
-    this._fruitlessFills = 0;
   }
 
   _follows(envelope, seq) {
     if (seq === this.seq + 1) return true;
     const skipped = envelope.skipped;
     return typeof skipped === "number" && skipped > 0 && seq === this.seq + 1 + skipped;
-  }
-
-  /** Held events that now follow the position, in order; drops those behind it. */
-  _release() {
-    const out = [];
-    if (!this._held.size) return out;
-    for (const seq of [...this._held.keys()].sort((a, b) => a - b)) {
-      const envelope = this._held.get(seq);
-      if (seq <= this.seq) {
-        this._held.delete(seq);
-      } else if (this._follows(envelope, seq)) {
-        this._held.delete(seq);
-        this.seq = seq;
-        out.push(envelope);
-      } else {
-        break;
-      }
-    }
-    return out;
   }
 }
 

@@ -274,7 +274,8 @@ describe("RoomcastClient against a roomcast server", () => {
     };
 
     // The user's own room resumes too: the server puts a reconnecting client in it at
-    // once, so live notifications may overtake the replay (held, then put in order).
+    // once, so live notifications may overtake the replay (dropped as a gap, then
+    // brought again by the rejoin's replay, in order).
     const notes = [];
     let onNote = () => {};
     c.on("notification", (e) => {

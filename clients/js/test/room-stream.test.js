@@ -1,5 +1,5 @@
-// RoomStream: duplicates, gaps (held, then filled by a rejoin), skipped, epoch changes,
-// join acks. Pure, no I/O.
+// RoomStream: duplicates, gaps (dropped, then filled by a rejoin's replay), skipped,
+// epoch changes, join acks. Pure, no I/O.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
@@ -31,12 +31,15 @@ describe("RoomStream", () => {
     assert.deepEqual(stream.position, { epoch: "e1", seq: 5 });
   });
 
-  test("a skipped notice moves past the skipped events and releases what follows", () => {
+  test("a skipped notice moves past the skipped events; the next event follows it", () => {
     const stream = new RoomStream("detection_stream_1", { epoch: "e1", seq: 8 });
-    assert.equal(stream.offer(ev(31)).decision, "gap");
+    assert.equal(stream.offer(ev(31)).decision, "gap"); // dropped: the rejoin replays it
     const step = stream.skippedTo({ room: "detection_stream_1", skipped: 22, seq: 30 });
     assert.equal(step.decision, "deliver");
-    assert.deepEqual(seqs(step), [31]);
+    assert.deepEqual(step.deliver, []);
+    assert.equal(step.rejoin, null);
+    assert.deepEqual(stream.position, { epoch: "e1", seq: 30 });
+    assert.deepEqual(seqs(stream.offer(ev(31))), [31]);
     assert.deepEqual(stream.position, { epoch: "e1", seq: 31 });
     assert.equal(stream.skippedTo({ room: "detection_stream_1", skipped: 1, seq: 30 }).decision, "duplicate");
   });
@@ -49,21 +52,18 @@ describe("RoomStream", () => {
     assert.deepEqual(stream.position, { epoch: "e1", seq: 8 });
   });
 
-  test("a gap holds later events and asks for a rejoin from the last position", () => {
+  test("a gap drops later events and asks for a rejoin from the last position", () => {
     const stream = new RoomStream("annotation_1", { epoch: "e1", seq: 3 });
     const step = stream.offer(ev(6));
     assert.equal(step.decision, "gap");
     assert.deepEqual(step.deliver, []);
     assert.deepEqual(step.rejoin, { epoch: "e1", seq: 3 });
     assert.equal(stream.offer(ev(7)).decision, "gap");
-    assert.equal(stream.offer(ev(6)).decision, "duplicate"); // already held
-    assert.equal(stream.held, 2);
+    assert.equal(stream.offer(ev(6)).decision, "gap"); // nothing held: still missing 4
     assert.deepEqual(stream.position, { epoch: "e1", seq: 3 });
-    // The replay fills the gap: the held events follow, once each.
-    assert.deepEqual(seqs(stream.offer(ev(4))), [4]);
-    assert.deepEqual(seqs(stream.offer(ev(5))), [5, 6, 7]);
+    // The rejoin's replay brings everything after the position, in order, once each.
+    for (const seq of [4, 5, 6, 7]) assert.deepEqual(seqs(stream.offer(ev(seq))), [seq]);
     assert.equal(stream.offer(ev(6)).decision, "duplicate");
-    assert.equal(stream.held, 0);
     const ack = stream.joined({ epoch: "e1", seq: 7, recovered: true });
     assert.equal(ack.decision, "recovered");
     assert.deepEqual(ack.deliver, []);
@@ -71,26 +71,30 @@ describe("RoomStream", () => {
     assert.deepEqual(stream.position, { epoch: "e1", seq: 7 });
   });
 
-  test("a join ack releases held events that now follow and drops those behind", () => {
+  test("a join ack after a gap delivers nothing and asks for no further rejoin", () => {
     const stream = new RoomStream("annotation_1", { epoch: "e1", seq: 3 });
     stream.offer(ev(5));
     stream.offer(ev(8));
     const step = stream.joined({ epoch: "e1", seq: 6, recovered: true });
-    // ack.seq 6 > 3 is adopted; 5 is behind it (dropped), 8 still misses 7.
+    // ack.seq 6 > 3 is adopted; the dropped 5 is behind it, 8 will be sent again.
+    assert.equal(step.decision, "recovered");
     assert.deepEqual(step.deliver, []);
-    assert.deepEqual(step.rejoin, { epoch: "e1", seq: 6 });
-    assert.deepEqual(seqs(stream.offer(ev(7))), [7, 8]);
+    assert.equal(step.rejoin, null);
+    assert.deepEqual(stream.position, { epoch: "e1", seq: 6 });
+    assert.equal(stream.offer(ev(5)).decision, "duplicate");
+    assert.deepEqual(seqs(stream.offer(ev(7))), [7]);
+    assert.deepEqual(seqs(stream.offer(ev(8))), [8]);
   });
 
-  test("a gap the server never fills ends in a resync after a few fruitless rejoins", () => {
+  test("a gap the history no longer covers ends in the server's resync", () => {
     const stream = new RoomStream("annotation_1", { epoch: "e1", seq: 3 });
-    stream.offer(ev(9));
-    let step;
-    for (let i = 0; i < 3; i += 1) step = stream.joined({ epoch: "e1", seq: 3, recovered: true });
+    assert.equal(stream.offer(ev(900)).decision, "gap");
+    const step = stream.joined({ epoch: "e1", seq: 900, recovered: false });
     assert.equal(step.decision, "resync");
-    assert.deepEqual(step.resync, { epoch: "e1", seq: 9 });
-    assert.deepEqual(seqs(step), [9]);
+    assert.deepEqual(step.resync, { epoch: "e1", seq: 900 });
+    assert.deepEqual(step.deliver, []);
     assert.equal(step.rejoin, null);
+    assert.equal(stream.offer(ev(900)).decision, "duplicate");
   });
 
   test("`skipped` marks a jump: seq == last + 1 + skipped is delivered", () => {
@@ -101,21 +105,21 @@ describe("RoomStream", () => {
     assert.equal(stream.offer(ev(15)).decision, "deliver");
     // A skipped count that does not explain the jump is still a gap.
     assert.equal(stream.offer(ev(20, { skipped: 2 })).decision, "gap");
-    // A held event whose skipped count explains the jump is released by the fill.
-    const held = new RoomStream("detection_stream_t", { epoch: "e1", seq: 1 });
-    assert.equal(held.offer(ev(6, { skipped: 2 })).decision, "gap");
-    assert.deepEqual(seqs(held.offer(ev(2))), [2]);
-    assert.deepEqual(seqs(held.offer(ev(3))), [3, 6]);
+    // Replayed after the fill, an event whose skipped count explains the jump follows.
+    const filled = new RoomStream("detection_stream_t", { epoch: "e1", seq: 1 });
+    assert.equal(filled.offer(ev(6, { skipped: 2 })).decision, "gap");
+    assert.deepEqual(seqs(filled.offer(ev(2))), [2]);
+    assert.deepEqual(seqs(filled.offer(ev(3))), [3]);
+    assert.deepEqual(seqs(filled.offer(ev(6, { skipped: 2 }))), [6]);
   });
 
   test("a new epoch is delivered with a resync to its position", () => {
     const stream = new RoomStream("annotation_1", { epoch: "e1", seq: 40 });
-    stream.offer(ev(43)); // held in e1, lost with it
+    assert.equal(stream.offer(ev(43)).decision, "gap"); // in e1, lost with it
     const step = stream.offer(ev(1, { epoch: "e2" }));
     assert.equal(step.decision, "resync");
     assert.deepEqual(step.resync, { epoch: "e2", seq: 1 });
     assert.deepEqual(seqs(step), [1]);
-    assert.equal(stream.held, 0);
     assert.deepEqual(stream.position, { epoch: "e2", seq: 1 });
     assert.deepEqual(seqs(stream.offer(ev(2, { epoch: "e2" }))), [2]);
   });
@@ -156,6 +160,5 @@ describe("RoomStream", () => {
     stream.offer(ev(12));
     stream.reset();
     assert.equal(stream.position, null);
-    assert.equal(stream.held, 0);
   });
 });

@@ -1,5 +1,12 @@
 """RoomStream: the ordering state machine that hands each room's events over
 exactly once and in order. Pure: it decides, the client acts.
+
+The gap rule, the same in the JavaScript SDK (clients/js/lib/room-stream.js): an
+event that does not follow the position is dropped, and the client rejoins with
+`since` = the position. Nothing is held, because the rejoin's replay brings those
+events again anyway, in order, and the server parks live events during a replay;
+a gap the history can no longer fill is answered `recovered: false` (a resync).
+docs/clients.md ("One gap rule") says why this rule.
 """
 
 from __future__ import annotations
