@@ -1,27 +1,31 @@
 // Test harness: real roomcast and redis-server processes on loopback, JWTs, HTTP helpers.
 // Kept outside test/ so that `node --test test/` does not run it as a test file.
 //
-// Every process is started as a child and stopped by its PID; waiting for a process
-// to become ready is a bounded poll (a process start has no event to wait for).
+// The processes come from the Python tests' support package, through its CLI
+// (`python -m tests.support.cli redis|serve`, tests/support/cli.py): it starts one on a
+// free loopback port, prints {kind, pid, port, url} as a JSON line once it is ready, and
+// holds it until its stdin closes (this process went away), a SIGTERM, or the process's
+// own exit, which it reports as {"event": "exited", "returncode"}. So free ports, the
+// readiness wait and the stop by PID live in one place for Python and JavaScript.
 
 import { spawn } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
+import { constants } from "node:os";
 import { dirname, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const HOST = "127.0.0.1";
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const ROOMCAST_BIN = resolve(REPO, ".venv", "bin", "roomcast");
-export const REDIS_BIN = "/usr/bin/redis-server";
+export const PYTHON = resolve(REPO, ".venv", "bin", "python");
 export const SECRET = `js-sdk-test-secret-${randomBytes(24).toString("hex")}`; // 40+ chars
 export const API_KEY = `js-sdk-key-${randomBytes(8).toString("hex")}`;
-const START_TIMEOUT_MS = 20000;
-const STOP_TIMEOUT_MS = 10000;
-const SYSTEM_REDIS_PORT = 6379; // a system Redis: never ours, never touched
+const START_TIMEOUT_MS = 30000; // the CLI's own bounds are 10 s (redis) and 15 s (serve)
+const STOP_TIMEOUT_MS = 20000; // the CLI SIGKILLs after 15 s of draining
 
-/** A free TCP port on loopback (the OS picks it). */
+/** A free TCP port on loopback (the OS picks it), for an address nobody listens on. */
 export function freePort() {
   return new Promise((resolvePort, reject) => {
     const server = net.createServer();
@@ -29,7 +33,7 @@ export function freePort() {
     server.on("error", reject);
     server.listen(0, HOST, () => {
       const { port } = server.address();
-      server.close(() => (port === SYSTEM_REDIS_PORT ? freePort().then(resolvePort, reject) : resolvePort(port)));
+      server.close(() => resolvePort(port));
     });
   });
 }
@@ -60,63 +64,108 @@ export function roomToken(sub, room, { ttlSeconds = 3600, secret } = {}) {
   return signJwt({ sub, room, exp: Math.floor(Date.now() / 1000) + ttlSeconds }, secret);
 }
 
-// -- child processes ----------------------------------------------------------------
+// -- processes, through tests/support/cli.py ----------------------------------------
 
-class Child {
-  constructor(name, command, args, env) {
+const SIGNALS = Object.fromEntries(Object.entries(constants.signals).map(([name, n]) => [n, name]));
+
+class SupportProcess {
+  constructor(name, cli) {
     this.name = name;
+    this.cli = cli; // the CLI, our child; `pid` is the process it holds
     this.output = "";
-    this.proc = spawn(command, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
-    this.pid = this.proc.pid;
-    this.exited = new Promise((done) => {
-      this.proc.once("exit", (code, signal) => done({ code, signal }));
-      this.proc.once("error", (error) => done({ code: null, signal: null, error }));
-    });
-    const keep = (chunk) => {
+    this.info = null;
+    cli.stderr.on("data", (chunk) => {
       this.output = (this.output + chunk.toString()).slice(-8000);
-    };
-    this.proc.stdout.on("data", keep);
-    this.proc.stderr.on("data", keep);
+    });
+    const lines = createInterface({ input: cli.stdout });
+    this.ready = new Promise((resolveReady, rejectReady) => {
+      let exitedWith = null;
+      lines.on("line", (line) => {
+        let record;
+        try {
+          record = JSON.parse(line);
+        } catch {
+          this.output = (this.output + line + "\n").slice(-8000);
+          return;
+        }
+        if (record.error) rejectReady(new Error(`${name}: ${record.error}\n${this.output}`));
+        else if (record.event === "exited") exitedWith = record.returncode;
+        else resolveReady(record);
+      });
+      this.exited = new Promise((done) => {
+        cli.once("exit", (code, signal) => {
+          rejectReady(new Error(`${name}: the support CLI exited (${code ?? signal}) before it was ready\n${this.output}`));
+          // What ended the held process: a negative status is the signal that did.
+          if (typeof exitedWith === "number") {
+            done(exitedWith < 0 ? { code: null, signal: SIGNALS[-exitedWith] } : { code: exitedWith, signal: null });
+          } else done({ code, signal });
+        });
+        cli.once("error", (error) => done({ code: null, signal: null, error }));
+      });
+    });
+    this.ready.catch(() => {}); // a start that failed is reported by startSupport
+    this.running = true;
+    this.exited.then(() => {
+      this.running = false;
+    });
   }
 
-  get running() {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
+  get pid() {
+    return this.info.pid;
   }
 
-  /** Send a signal by PID, if still running. */
+  /** Send a signal to the held process by its PID, if still running. */
   signal(sig) {
     if (this.running) process.kill(this.pid, sig);
   }
 
-  /** SIGKILL by PID, and wait for the exit. */
+  /** SIGKILL the held process by its PID, and wait for its exit. */
   async kill() {
     this.signal("SIGKILL");
     return this.exited;
   }
 
-  /** SIGTERM by PID, wait for the exit; SIGKILL if it is not gone in time. */
+  /** SIGTERM to the CLI, which stops the process by PID (SIGKILL after its bound). */
   async stop(timeoutMs = STOP_TIMEOUT_MS) {
     if (!this.running) return this.exited;
-    this.signal("SIGTERM");
+    this.cli.kill("SIGTERM");
     let timer;
     const late = new Promise((done) => {
       timer = setTimeout(() => done("late"), timeoutMs);
     });
     const outcome = await Promise.race([this.exited, late]);
     clearTimeout(timer);
-    if (outcome === "late") return this.kill();
-    return outcome;
+    if (outcome !== "late") return outcome;
+    this.signal("SIGKILL");
+    this.cli.kill("SIGKILL");
+    return this.exited;
   }
 }
 
-async function pollUntil(what, child, check, timeoutMs = START_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!child.running) throw new Error(`${what} exited before it was ready:\n${child.output}`);
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
+async function startSupport(name, args, env) {
+  if (!existsSync(PYTHON)) throw new Error(`no ${PYTHON}: create the project's .venv first`);
+  const cli = spawn(PYTHON, ["-m", "tests.support.cli", ...args], {
+    cwd: REPO,
+    env,
+    stdio: ["pipe", "pipe", "pipe"], // stdin stays open: its end stops the process
+  });
+  const child = new SupportProcess(name, cli);
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} not ready within ${START_TIMEOUT_MS} ms\n${child.output}`)), START_TIMEOUT_MS);
+  });
+  try {
+    child.info = await Promise.race([child.ready, late]);
+  } catch (error) {
+    cli.kill("SIGKILL");
+    await child.exited;
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
-  throw new Error(`${what} not ready within ${timeoutMs} ms:\n${child.output}`);
+  child.port = child.info.port;
+  child.url = child.info.url;
+  return child;
 }
 
 /**
@@ -124,64 +173,15 @@ async function pollUntil(what, child, check, timeoutMs = START_TIMEOUT_MS) {
  * it was); resolves once GET /healthz answers 200.
  */
 export async function startRoomcast(extraEnv = {}, { port: wanted } = {}) {
-  if (!existsSync(ROOMCAST_BIN)) throw new Error(`no ${ROOMCAST_BIN}: create the project's .venv first`);
-  const port = wanted ?? (await freePort());
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ROOMCAST_")));
-  Object.assign(env, {
-    PYTHONUNBUFFERED: "1",
-    ROOMCAST_PORT: String(port),
-    ROOMCAST_HOST: HOST,
-    ROOMCAST_JWT_SECRET: SECRET,
-    ROOMCAST_API_KEYS: API_KEY,
-    ROOMCAST_LOG_LEVEL: "warning",
-    ROOMCAST_CONNECT_RATE_PER_ADDRESS: "0",
-    ...extraEnv,
-  });
-  const child = new Child(`roomcast:${port}`, ROOMCAST_BIN, ["serve"], env);
-  child.port = port;
-  child.url = `http://${HOST}:${port}`;
-  try {
-    await pollUntil(child.name, child, async () => (await fetch(`${child.url}/healthz`)).status === 200);
-  } catch (error) {
-    await child.kill();
-    throw error;
-  }
-  return child;
-}
-
-function redisPing(port) {
-  return new Promise((done) => {
-    const socket = net.connect({ host: HOST, port });
-    let answer = "";
-    const finish = (ok) => {
-      socket.destroy();
-      done(ok);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.on("error", () => finish(false));
-    socket.on("connect", () => socket.write("PING\r\n"));
-    socket.on("data", (chunk) => {
-      answer += chunk.toString();
-      if (answer.includes("\r\n")) finish(answer.startsWith("+PONG"));
-    });
-  });
+  Object.assign(env, { ROOMCAST_JWT_SECRET: SECRET, ROOMCAST_API_KEYS: API_KEY, ...extraEnv });
+  const args = ["serve", ...(wanted === undefined ? [] : ["--port", String(wanted)])];
+  return startSupport(`roomcast${wanted === undefined ? "" : `:${wanted}`}`, args, env);
 }
 
 /** Our own redis-server on a free loopback port (never the system one on 6379). */
 export async function startRedis() {
-  const port = await freePort();
-  if (port === SYSTEM_REDIS_PORT) throw new Error("refusing port 6379");
-  const args = ["--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--daemonize", "no"];
-  const child = new Child(`redis:${port}`, REDIS_BIN, args, { ...process.env });
-  child.port = port;
-  child.url = `redis://${HOST}:${port}/0`;
-  try {
-    await pollUntil(child.name, child, () => redisPing(port));
-  } catch (error) {
-    await child.kill();
-    throw error;
-  }
-  return child;
+  return startSupport("redis", ["redis"], { ...process.env });
 }
 
 // -- HTTP API -----------------------------------------------------------------------
