@@ -1,15 +1,21 @@
 """create_app: the one place where the parts are wired together.
 
 `Roomcast` holds one application's parts and owns their background tasks; its
-`lifespan` starts and stops them. `create_app` returns an ASGI application (Socket.IO
-at `/socket.io/`, everything else to FastAPI), either a new FastAPI application or
-one you pass in, whose own lifespan then runs inside roomcast's.
+`lifespan` starts and stops them. It wires and does nothing else: behaviour lives in
+the parts (a reaped user's departure in RoomService, control messages routed by
+ControlRouter to their owners, the periodic chores in Housekeeping), and the edges
+are handed the narrow services they use (HttpServices), never this object.
+
+`create_app` returns an ASGI application (Socket.IO at `/socket.io/`, everything
+else to FastAPI), either a new FastAPI application or one you pass in, whose own
+lifespan then runs inside roomcast's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +24,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .auth.tokens import TokenVerifier
+from .broadcast.control import ControlRouter
 from .broadcast.fanout import LocalFanout
 from .broadcast.service import EventBroadcastService
 from .brokers.base import Broker
@@ -25,9 +32,11 @@ from .brokers.factory import make_stores
 from .config import Settings
 from .demo import add_demo_routes
 from .errors import RoomcastError
+from .housekeeping import Housekeeping
 from .observability.logging import get_logger
 from .observability.memory_gauge import RedisMemoryGauge
 from .observability.metrics import Metrics
+from .observability.stats import InstanceStats
 from .presence.base import PresenceStore
 from .protocol.events import EventTypes
 from .rooms.names import RoomKinds
@@ -36,13 +45,11 @@ from .rooms.service import RoomService
 from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
-from .transport.http_api import build_router, install_error_handlers
+from .transport.http_api import HttpServices, build_router, install_error_handlers
 from .transport.internals import GreetingManager, WiredASGIApp, WiredSocketIOServer
 from .transport.outlet import EngineIOOutlet
 from .transport.packets import GatewayPacket
-from .types import JSON, Counters, PresenceChange
-
-HOUSEKEEPING_SECONDS = 0.5
+from .types import Counters
 
 
 class Roomcast:
@@ -94,12 +101,14 @@ class Roomcast:
         self.outlet = EngineIOOutlet(
             self.sio, settings.send_queue_limit, settings.send_buffer_limit_bytes
         )
+        self.control = ControlRouter()
         self.fanout = LocalFanout(
             self.outlet,
             on_slow_consumer=self._slow_consumer,
-            on_control=self._on_control,
+            on_control=self.control,
             on_delivered=self._on_delivered,
             observe_lag=self.metrics.fanout_lag.observe,
+            skippable=self.event_types.skippable(),
         )
         self.broker.attach(self.fanout)
         self.rooms = RoomService(
@@ -139,6 +148,36 @@ class Roomcast:
             observe_roundtrip=self.metrics.redis_roundtrip.observe if settings.uses_redis else None,
         )
         self.redis_memory = RedisMemoryGauge(self.broker, self.metrics)
+        self.control.on("canary", self.readiness.heard)
+        self.control.on("disconnect_user", self._disconnect_user)
+        self.stats = InstanceStats(
+            instance_id=settings.instance_id,
+            started_at_ms=int(time.time() * 1000),
+            metrics=self.metrics,
+            counters=self.counters,
+            connection_count=self.gateway.connections.__len__,
+            room_count=self.fanout.room_count,
+        )
+        self.http = HttpServices(
+            settings=settings,
+            kinds=self.kinds,
+            broadcast=self.broadcast,
+            history=self.broker,
+            presence=self.presence,
+            stats=self.stats,
+            readiness=self.readiness,
+            metrics=self.metrics,
+        )
+        self.housekeeping = Housekeeping(
+            chores=[
+                self._heartbeat,
+                self.broker.expire_leases,
+                self._reap_dead,
+                self._sweep,
+            ],
+            probes=[self.readiness.probe, self.redis_memory.tick],
+            log=self.log,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # callbacks from the fan-out (synchronous, on the hot path's edge) --------------
@@ -155,12 +194,23 @@ class Roomcast:
         self.counters.events_out += count
         self.metrics.events_out.labels(event_type).inc(count)
 
-    def _on_control(self, message: JSON) -> None:
-        kind = message.get("kind")
-        if kind == "canary":
-            self.readiness.heard(message)
-        elif kind == "disconnect_user":
-            self.gateway.close_user(str(message["user_id"]), str(message.get("reason") or "api"))
+    def _disconnect_user(self, message: dict[str, object]) -> None:
+        self.gateway.close_user(str(message["user_id"]), str(message.get("reason") or "api"))
+
+    # housekeeping chores that span two parts -----------------------------------------
+
+    async def _heartbeat(self) -> None:
+        await self.presence.heartbeat(len(self.gateway.connections))
+
+    async def _reap_dead(self) -> None:
+        for change in await self.presence.reap_dead():
+            if change.left is not None:
+                self.log.info("presence.reaped", room=change.room, user=change.left.user_id)
+            await self.rooms.announce_departure(change)
+
+    async def _sweep(self) -> None:
+        self.broker.sweep()
+        self.gateway.prune()
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -173,7 +223,7 @@ class Roomcast:
         await self.readiness.probe()
         self._tasks = [
             asyncio.create_task(self.gateway.run_closer(), name="roomcast.closer"),
-            asyncio.create_task(self._housekeeping(), name="roomcast.housekeeping"),
+            asyncio.create_task(self.housekeeping.run(), name="roomcast.housekeeping"),
         ]
         self.log.info("instance.started", redis=self.settings.uses_redis)
 
@@ -195,33 +245,6 @@ class Roomcast:
         finally:
             await self.aclose()
 
-    async def _housekeeping(self) -> None:
-        """Expire leases, forget idle rooms, check the canary, refresh the memory gauges."""
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)  # the tick of a periodic task
-            try:
-                await self.presence.heartbeat(len(self.gateway.connections))
-                await self.broker.expire_leases()
-                for change in await self.presence.reap_dead():
-                    await self._announce_departure(change)
-                self.broker.sweep()
-                self.gateway.prune()
-            except RoomcastError as exc:
-                raise_if_cancelling()
-                self.log.warning("housekeeping.failed", code=exc.code, error=exc.message)
-            await self.readiness.probe()
-            await self.redis_memory.tick()  # once per its period; logs its own failures
-            raise_if_cancelling()
-
-    async def _announce_departure(self, change: PresenceChange) -> None:
-        """A reaped user left a room: tell the room, and end that user's leases there."""
-        if change.left is None:
-            return
-        self.log.info("presence.reaped", room=change.room, user=change.left.user_id)
-        await self.broker.publish_transient(change.room, "presence", change.to_wire())
-        if self.kinds.parse(change.room).kind.name == "annotation":
-            await self.broker.release_holder(change.room, change.left.user_id)
-
     async def drain(self, pause_seconds: float = 0.2) -> None:
         await self.gateway.drain(self.settings.drain_batch_size, pause_seconds)
 
@@ -235,18 +258,6 @@ class Roomcast:
             "presence": self.presence.size(),
         }
         return sizes
-
-
-def raise_if_cancelling() -> None:
-    """Re-raise a cancellation that a library turned into another error.
-
-    redis-py may report a cancelled read as a connection error; a loop that
-    survives connection errors would then swallow its own cancellation and never
-    end, and the application's shutdown would wait on it forever.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def create_app(
@@ -273,7 +284,7 @@ def create_app(
     if app is None:
         fastapi_app = FastAPI(title="roomcast", version=__version__, lifespan=runtime.lifespan)
         # roomcast's own application: unmatched paths answer as SPEC 6 says too.
-        install_error_handlers(fastapi_app, runtime)
+        install_error_handlers(fastapi_app, runtime.metrics)
     else:
         fastapi_app = app
         inner = app.router.lifespan_context
@@ -285,12 +296,16 @@ def create_app(
 
         app.router.lifespan_context = combined
     fastapi_app.state.roomcast = runtime
-    build_router(fastapi_app, runtime)
+    build_router(fastapi_app, runtime.http)
     if demo:
         # Only ever by explicit request: the demo token endpoint hands out tokens.
-        add_demo_routes(fastapi_app, runtime)
-    asgi = WiredASGIApp(
-        runtime.sio, other_asgi_app=FastPublish(fastapi_app, runtime), socketio_path="socket.io"
-    )
+        add_demo_routes(
+            fastapi_app,
+            settings=settings,
+            broadcast=runtime.broadcast,
+            history=runtime.broker.history,
+        )
+    fast = FastPublish(fastapi_app, runtime.http)
+    asgi = WiredASGIApp(runtime.sio, other_asgi_app=fast, socketio_path="socket.io")
     asgi.roomcast = runtime
     return asgi

@@ -7,11 +7,12 @@ that uniformity, both rare and both off the common path:
 - A member still catching up from history (`buffer` is a list) has live events
   parked until its replay finished, so the replay-to-live switch has no gap and no
   duplicate.
-- A member whose queue is full: in `detection_stream_` rooms it is skipped and its
-  next `detection_event` carries `skipped: n`; elsewhere it is disconnected with
-  reason `slow_consumer`. A skipped member that catches up while the stream is
-  quiet is not left waiting for a next event: when its backlog drains (the outlet
-  says so, `DrainSignal`), it is sent the unsequenced notice
+- A member whose queue is full: for an event type marked `skippable` (the built-in
+  `detection_event`) it is skipped and its next such event carries `skipped: n`;
+  otherwise it is disconnected with reason `slow_consumer`. A skipped member that
+  catches up while the stream is quiet is not left waiting for a next event: when
+  its backlog drains (the outlet says so, `DrainSignal`), it is sent the unsequenced
+  notice
   `skipped {"room", "skipped": n, "seq": <the last seq skipped>}` instead.
 """
 
@@ -22,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..protocol.events import BUILTIN_TYPES
 from ..types import JSON, Publication
 
-SKIPPABLE_TYPES = frozenset({"detection_event"})
+_BUILTIN_SKIPPABLE = frozenset(t.name for t in BUILTIN_TYPES if t.skippable)
+
 #: The unsequenced event telling a member how many events it missed, once it caught up.
 SKIPPED_EVENT = "skipped"
 
@@ -74,8 +77,13 @@ class LocalFanout:
         on_delivered: Callable[[str, int], None],
         observe_lag: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
+        skippable: frozenset[str] = _BUILTIN_SKIPPABLE,
     ) -> None:
-        """`observe_lag` gets, once per event, the seconds from its `ts` to its hand-over."""
+        """`observe_lag` gets, once per event, the seconds from its `ts` to its hand-over.
+
+        `skippable`: the event types a full queue skips (EventTypes.skippable()).
+        """
+        self._skippable = skippable
         self._outlet = outlet
         self._observe_lag = observe_lag
         self._clock = clock
@@ -140,7 +148,7 @@ class LocalFanout:
             return
         envelope = publication.envelope()
         packet = self._outlet.encode(publication.type, envelope)
-        skippable = publication.type in SKIPPABLE_TYPES
+        skippable = publication.type in self._skippable
         push = self._outlet.push
         delivered = 0
         for membership in local.members.values():

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from ..brokers.base import Broker, PublishCommand
 from ..brokers.factory import make_broker
 from ..config import Settings
-from ..errors import Forbidden, InvalidPayload, RoomcastError
+from ..errors import Forbidden, InvalidPayload, InvalidRoom, RoomcastError
 from ..observability.metrics import Metrics
 from ..protocol.events import Actor, EventTypes
 from ..rooms.names import RoomKinds
@@ -183,6 +183,31 @@ class EventBroadcastService:
                 for event_type, count in counts.items():
                     self._metrics.events_in.labels(event_type, source).inc(count)
         return [r for r in results if r is not None]
+
+    # rooms and users ----------------------------------------------------------------
+
+    async def bind(self, room: str, project_id: str) -> str:
+        """Bind a bindable room to a project (its members may then join); returns the room.
+
+        Raises InvalidRoom for a room name that is not one or a kind that cannot be
+        bound, BrokerUnavailable.
+        """
+        ref = self._kinds.parse(room)
+        if not ref.kind.bindable:
+            raise InvalidRoom(f"{ref.kind.name} rooms cannot be bound to a project")
+        await self._broker.bind(ref.name, project_id)
+        return ref.name
+
+    async def binding(self, room: str) -> tuple[str, str | None]:
+        """The room's canonical name and the project it is bound to (None when unbound)."""
+        ref = self._kinds.parse(room)
+        return ref.name, await self._broker.binding(ref.name)
+
+    async def disconnect_user(self, user_id: str, reason: str = "api") -> None:
+        """Close every connection of the user, on every instance (a control message)."""
+        await self._broker.publish_control(
+            {"kind": "disconnect_user", "user_id": user_id, "reason": reason}
+        )
 
     # typed helpers for the built-in types --------------------------------------------
     # Keyword arguments beyond the named ones become fields of the event's data.

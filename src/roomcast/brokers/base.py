@@ -1,4 +1,5 @@
-"""The Broker role: one room stream per room, sequenced, stored, fanned out.
+"""The Broker roles: one room stream per room (sequenced, stored, fanned out), leases,
+bindings and control; `Broker` is the four as one backend implements them.
 
 Semantics every implementation keeps (the shared contract tests check them):
 
@@ -85,18 +86,14 @@ class BrokerSink(Protocol):
     def on_control(self, message: JSON) -> None: ...
 
 
-class Broker(Protocol):
-    def attach(self, sink: BrokerSink) -> None:
-        """Set where deliveries go; called once before `start`."""
-
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
+class RoomStreams(Protocol):
+    """Sequenced room events (stored, replayable) and transient messages (not stored)."""
 
     async def publish(self, command: PublishCommand) -> PublishOutcome:
-        """Sequence, store and deliver one event (see the module docstring).
+        """Sequence, store and deliver one event, atomically (see the module docstring).
 
-        Raises Conflict or Locked when the guard refuses, BrokerUnavailable.
+        Raises Conflict or Locked when the guard refuses, BrokerUnavailable when
+        nothing was written, OutcomeUnknown when it was sent and no answer came.
         """
 
     async def publish_many(self, commands: Sequence[PublishCommand]) -> list[PublishResult]:
@@ -117,16 +114,27 @@ class Broker(Protocol):
         """
 
     async def subscribe(self, room: str) -> None:
-        """Start delivering the room's messages to this instance's sink."""
+        """Start delivering the room's messages to this instance's sink.
 
-    async def unsubscribe(self, room: str) -> None: ...
+        Returns once delivery is live: whatever is published after it returns reaches
+        the sink. Not reference-counted: the local hub calls it once per room.
+        """
 
-    async def publish_transient(self, room: str, event: str, data: JSON) -> None: ...
+    async def unsubscribe(self, room: str) -> None:
+        """Stop delivering the room's messages here (no-op when not subscribed)."""
 
-    async def publish_control(self, message: JSON) -> None: ...
+    async def publish_transient(self, room: str, event: str, data: JSON) -> None:
+        """Deliver `event` once to the room's subscribed instances; not stored, no seq."""
+
+
+class Leases(Protocol):
+    """Annotation leases: at most one holder per annotation, each change a room event."""
 
     async def lock(self, room: str, annotation_id: str, holder: Member, ttl_ms: int) -> LockOutcome:
-        """Grant or renew a lease; raise Locked while another user holds it."""
+        """Grant or renew a lease; raise Locked while another user holds it.
+
+        Each grant takes a new fencing token, larger than any before for the annotation.
+        """
 
     async def unlock(self, room: str, annotation_id: str, user_id: str) -> Publication | None:
         """Release the user's lease; None when there was none. Locked if another user's."""
@@ -140,12 +148,45 @@ class Broker(Protocol):
     async def leases(self, room: str) -> list[Lease]:
         """The room's live leases."""
 
-    async def bind(self, room: str, project_id: str) -> None: ...
 
-    async def binding(self, room: str) -> str | None: ...
+class Bindings(Protocol):
+    """A room's binding to a project: the project's members may then join it."""
+
+    async def bind(self, room: str, project_id: str) -> None:
+        """Bind (or re-bind) the room to one project; the last call wins."""
+
+    async def binding(self, room: str) -> str | None:
+        """The project the room is bound to, or None."""
+
+
+class Control(Protocol):
+    """Cluster-wide control messages (canaries, disconnect a user): once, never stored."""
+
+    async def publish_control(self, message: JSON) -> None:
+        """Deliver `message` once to every instance's sink (`on_control`)."""
 
     async def ping(self) -> None:
         """Raise BrokerUnavailable unless the backend answers."""
+
+    @property
+    def listening(self) -> bool:
+        """True while deliveries can reach this instance (its subscription is up)."""
+
+
+class Broker(RoomStreams, Leases, Bindings, Control, Protocol):
+    """The four roles, as one backend (memory or Redis) implements them, and its lifecycle.
+
+    Each consumer takes the role it uses; only the wiring (app.py) holds the whole.
+    """
+
+    def attach(self, sink: BrokerSink) -> None:
+        """Set where deliveries go; called once before `start`."""
+
+    async def start(self) -> None:
+        """Connect and start listening; `subscribe` may be called after this."""
+
+    async def aclose(self) -> None:
+        """Stop listening and close connections; the broker is not used again."""
 
     async def memory_usage(self, refresh_seconds: float) -> MemoryUsage | None:
         """The backend's memory, measured at most once per `refresh_seconds` cluster-wide.
@@ -160,7 +201,3 @@ class Broker(Protocol):
 
     def sweep(self) -> int:
         """Forget local state that expired (rooms, idempotency keys); returns how much."""
-
-    @property
-    def listening(self) -> bool:
-        """True while deliveries can reach this instance (its subscription is up)."""

@@ -1,4 +1,9 @@
-"""The PresenceStore role: room membership by user, and the connection registry.
+"""The presence roles: room membership by user, the connection registry, the instances.
+
+`PresenceStore` is the three together, as one backend (memory or Redis) implements
+them; each consumer takes the role it uses (`RoomPresence` for rooms and the HTTP
+presence endpoint, `ConnectionRegistry` for the gateway, `InstanceRegistry` for
+housekeeping and /stats).
 
 Semantics every implementation keeps:
 
@@ -18,23 +23,44 @@ from typing import Protocol
 from ..types import InstanceInfo, Member, PresenceChange
 
 
-class PresenceStore(Protocol):
+class RoomPresence(Protocol):
+    """Who is in a room, by user; a user is in once however many connections it has."""
+
     async def add(self, room: str, user_id: str, name: str | None, conn_id: str) -> PresenceChange:
-        """Record one connection of a user in a room."""
+        """Record one connection of a user in a room; `joined` is set for its first."""
 
     async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
-        """Forget one connection of a user in a room (no-op when absent)."""
+        """Forget one connection of a user in a room (no-op when absent); `left` for its last.
 
-    async def members(self, room: str) -> list[Member]: ...
+        A removal that cannot reach the backend is kept and retried (never dropped), so
+        a user is not left shown in a room it left.
+        """
 
-    async def member(self, room: str, user_id: str) -> Member | None: ...
+    async def members(self, room: str) -> list[Member]:
+        """The room's users, each once, with its connection count."""
+
+    async def member(self, room: str, user_id: str) -> Member | None:
+        """One user's entry in the room, or None when it is not there."""
+
+    async def reap_dead(self) -> list[PresenceChange]:
+        """Remove dead instances' entries; one change for each user who thereby left."""
+
+
+class ConnectionRegistry(Protocol):
+    """How many connections each user has, cluster-wide (for max_connections_per_user)."""
 
     async def register_connection(self, user_id: str, conn_id: str, limit: int) -> bool:
         """Count a connection for the user; False (and nothing counted) past `limit`."""
 
-    async def unregister_connection(self, user_id: str, conn_id: str) -> None: ...
+    async def unregister_connection(self, user_id: str, conn_id: str) -> None:
+        """Stop counting a connection (no-op when it was not counted)."""
 
-    async def user_connections(self, user_id: str) -> int: ...
+    async def user_connections(self, user_id: str) -> int:
+        """The user's connections counted now, on every instance."""
+
+
+class InstanceRegistry(Protocol):
+    """Which instances are alive, and how many connections each has (for /stats)."""
 
     async def heartbeat(self, connections: int) -> None:
         """Say this instance is alive (and how many connections it has)."""
@@ -42,8 +68,9 @@ class PresenceStore(Protocol):
     async def instances(self) -> list[InstanceInfo]:
         """The instances alive, with their connection counts."""
 
-    async def reap_dead(self) -> list[PresenceChange]:
-        """Remove dead instances' entries; one change for each user who thereby left."""
+
+class PresenceStore(RoomPresence, ConnectionRegistry, InstanceRegistry, Protocol):
+    """The three presence roles, as one backend implements them."""
 
     def size(self) -> int:
         """Entries this instance holds in memory, for leak checks."""

@@ -124,18 +124,24 @@ class Actor(_Model):
 
 @dataclass(frozen=True, slots=True)
 class EventType:
-    """An event type: its schema, the room kinds it may enter, who may publish it."""
+    """An event type: its schema, the room kinds it may enter, who may publish it.
+
+    `skippable`: a member whose queue is full skips events of this type (and is told
+    how many it missed) instead of being disconnected as a slow consumer: for
+    streams where the newest event supersedes the ones before it.
+    """
 
     name: str
     model: type[BaseModel]
     room_kinds: frozenset[str]
     server_only: bool = False
+    skippable: bool = False
 
 
 BUILTIN_TYPES: tuple[EventType, ...] = (
     EventType("annotation_update", AnnotationUpdate, frozenset({"annotation"})),
     EventType("annotation_validated", AnnotationValidated, frozenset({"annotation", "user"})),
-    EventType("detection_event", DetectionEvent, frozenset({"detection_stream"})),
+    EventType("detection_event", DetectionEvent, frozenset({"detection_stream"}), skippable=True),
     EventType("project_progress_update", ProjectProgressUpdate, frozenset({"project"})),
     EventType("notification", Notification, frozenset({"user", "project"})),
     EventType("annotation_lock", AnnotationLock, frozenset({"annotation"}), server_only=True),
@@ -183,6 +189,10 @@ class EventTypes:
 
     def names(self) -> list[str]:
         return sorted(self._types)
+
+    def skippable(self) -> frozenset[str]:
+        """The names of the types marked `skippable` (read once by the local fan-out)."""
+        return frozenset(name for name, t in self._types.items() if t.skippable)
 
     def validate(self, name: str, room_kind: str, data: object) -> JSON:
         """Check that `data` fits the type and the type fits the room; return clean data.

@@ -26,6 +26,11 @@ class RoomKind:
 
     `bindable`: the room may be bound to a project, whose members may then join.
     `presence`: joins and leaves are announced.
+    `has_leases`: members may lock annotations in it (lock, unlock, the join ack's
+    `locks`), and a user's leases end when its last connection leaves.
+    `private_to_user`: the room belongs to one user: only that user joins it, every
+    connection is in it from connect, and it cannot be left.
+    `counts_toward_max_rooms`: a join counts against max_rooms_per_connection.
     """
 
     name: str
@@ -33,6 +38,9 @@ class RoomKind:
     bindable: bool = False
     presence: bool = True
     rule: KindRule | None = None
+    has_leases: bool = False
+    private_to_user: bool = False
+    counts_toward_max_rooms: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +54,11 @@ class RoomRef:
 
 BUILTIN_KINDS: tuple[RoomKind, ...] = (
     RoomKind("project", "project_"),
-    RoomKind("annotation", "annotation_", bindable=True),
+    RoomKind("annotation", "annotation_", bindable=True, has_leases=True),
     RoomKind("detection_stream", "detection_stream_", bindable=True),
-    RoomKind("user", "user_", presence=False),
+    RoomKind(
+        "user", "user_", presence=False, private_to_user=True, counts_toward_max_rooms=False
+    ),
 )
 
 
@@ -87,4 +97,6 @@ class RoomKinds:
         raise InvalidRoom(f"{name[:80]!r} is not a valid room name")
 
     def user_room(self, user_id: str) -> RoomRef:
-        return self.parse(f"{self.get('user').prefix}{user_id}")
+        """The user's private room (the kind marked `private_to_user`)."""
+        kind = next(k for k in self._kinds if k.private_to_user)
+        return self.parse(f"{kind.prefix}{user_id}")

@@ -23,10 +23,10 @@ class JoinContext:
 def is_allowed_by_claims(identity: Identity, room: RoomRef, ctx: JoinContext) -> bool:
     """Rules 1 to 5 and the kind's own rule; False means "ask the hook".
 
-    `user_` rooms admit only their own user: the claims-based rules never open
-    another user's room, not even to an admin.
+    A room private to a user (`user_`) admits only its own user: the claims-based
+    rules never open another user's room, not even to an admin.
     """
-    if room.kind.name == "user":
+    if room.kind.private_to_user:
         return room.id == identity.user_id
     if identity.is_admin:
         return True

@@ -21,7 +21,7 @@ from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
-from ..types import JSON, Member, Publication, StreamPosition
+from ..types import JSON, Member, PresenceChange, Publication, StreamPosition
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, can_join
 from .subscriptions import Subscriptions
@@ -83,8 +83,8 @@ class RoomService:
         room = self._kinds.parse(request.room)
         rejoin = room.name in conn.rooms
         if not rejoin:
-            joined = sum(1 for r in conn.rooms if not r.startswith("user_"))
-            if room.kind.name != "user" and joined >= self._max_rooms:
+            joined = sum(1 for r in conn.rooms if self._kinds.parse(r).kind.counts_toward_max_rooms)
+            if room.kind.counts_toward_max_rooms and joined >= self._max_rooms:
                 raise TooManyRooms(f"at most {self._max_rooms} rooms per connection")
             await self.authorize(conn, room, request.token)
             await self.subscriptions.acquire(room.name)
@@ -130,7 +130,7 @@ class RoomService:
             if change.is_visible:
                 await self._broker.publish_transient(name, "presence", change.to_wire())
             presence = await self._presence.members(name)
-        locks = await self._broker.leases(name) if room.kind.name == "annotation" else []
+        locks = await self._broker.leases(name) if room.kind.has_leases else []
         # The switch: no await from here to the ack.
         for publication in self._fanout.go_live(name, conn.sid, last):
             self._send(conn.sid, publication)
@@ -174,7 +174,7 @@ class RoomService:
 
     async def leave(self, conn: Connection, request: LeaveRequest) -> JSON:
         room = self._kinds.parse(request.room)
-        if room.kind.name == "user":
+        if room.kind.private_to_user:
             raise Forbidden("the user room cannot be left")
         if room.name in conn.rooms:
             await self.drop_membership(conn, room.name)
@@ -185,14 +185,24 @@ class RoomService:
         conn.rooms.discard(room)
         self._fanout.remove(room, conn.sid)
         try:
-            change = await self._presence.remove(room, conn.identity.user_id, conn.sid)
-            if change.left is not None:
-                await self._broker.publish_transient(room, "presence", change.to_wire())
-                if room.startswith("annotation_"):
-                    await self._broker.release_holder(room, conn.identity.user_id)
+            await self.announce_departure(
+                await self._presence.remove(room, conn.identity.user_id, conn.sid)
+            )
         finally:
             await self.subscriptions.release(room)
             self._metrics.rooms.set(self._fanout.room_count())
+
+    async def announce_departure(self, change: PresenceChange) -> None:
+        """A user's last connection left a room (here, or on an instance found dead).
+
+        Tell the room, and end the user's leases there: a lease outlives neither its
+        holder's presence nor its instance.
+        """
+        if change.left is None:
+            return
+        await self._broker.publish_transient(change.room, "presence", change.to_wire())
+        if self._kinds.parse(change.room).kind.has_leases:
+            await self._broker.release_holder(change.room, change.left.user_id)
 
     # publish ---------------------------------------------------------------------
 
@@ -226,7 +236,7 @@ class RoomService:
 
     def _annotation_room(self, conn: Connection, room_name: str) -> RoomRef:
         room = self._kinds.parse(room_name)
-        if room.kind.name != "annotation":
+        if not room.kind.has_leases:
             raise InvalidPayload("leases exist only in annotation rooms")
         if room.name not in conn.rooms:
             raise NotJoined(f"join {room.name} before locking in it")

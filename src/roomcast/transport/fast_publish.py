@@ -12,13 +12,10 @@ description of these two, stays FastAPI's.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RoomcastError
-from .http_api import check_api_key, publish_many, publish_one
-
-if TYPE_CHECKING:
-    from ..app import Roomcast
+from .http_api import HttpServices, check_api_key, publish_many, publish_one
 
 ASGIApp = Any
 
@@ -26,7 +23,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class FastPublish:
-    def __init__(self, app: ASGIApp, rc: Roomcast) -> None:
+    def __init__(self, app: ASGIApp, rc: HttpServices) -> None:
         self._app = app
         self._rc = rc
         self._keys = [k.encode() for k in rc.settings.api_key_list]

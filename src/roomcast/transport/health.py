@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..brokers.base import Broker
+from ..brokers.base import Control
 from ..errors import RoomcastError
 
 CANARY_MAX_AGE_SECONDS = 10.0
@@ -20,7 +20,7 @@ class _Draining(Protocol):
 class Readiness:
     def __init__(
         self,
-        broker: Broker,
+        broker: Control,
         gateway: _Draining,
         instance_id: str,
         clock: Callable[[], float] = time.monotonic,

@@ -21,7 +21,8 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from ..broadcast.service import EventBroadcastService
+from ..config import Settings
 from ..errors import (
     InvalidPayload,
     InvalidRoom,
@@ -40,6 +43,8 @@ from ..errors import (
     RoomcastError,
     Unauthorized,
 )
+from ..observability.metrics import Metrics
+from ..observability.stats import InstanceStats
 from ..protocol.requests import (
     BatchBody,
     BindingBody,
@@ -48,7 +53,8 @@ from ..protocol.requests import (
     json_size,
     loads_strict,
 )
-from ..types import JSON, InstanceInfo
+from ..rooms.names import RoomKinds
+from ..types import JSON, HistoryPage, InstanceInfo, Member
 from . import http_docs as docs
 from .http_docs import (
     MAX_HISTORY_LIMIT,
@@ -64,8 +70,41 @@ from .http_docs import (
     StatsBody,
 )
 
-if TYPE_CHECKING:
-    from ..app import Roomcast
+
+class HistoryReader(Protocol):
+    """The part of the room streams the history endpoint reads."""
+
+    async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage: ...
+
+
+class PresenceReader(Protocol):
+    """The parts of presence the HTTP API reads: a room's members, the instances."""
+
+    async def members(self, room: str) -> list[Member]: ...
+
+    async def instances(self) -> list[InstanceInfo]: ...
+
+
+class ReadinessCheck(Protocol):
+    async def check(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServices:
+    """What the HTTP edge uses, and nothing else: no broker, gateway or hub.
+
+    `broadcast` publishes, binds and disconnects users (as a worker would),
+    `history` and `presence` are read, `stats` gives this instance's live counts.
+    """
+
+    settings: Settings
+    kinds: RoomKinds
+    broadcast: EventBroadcastService
+    history: HistoryReader
+    presence: PresenceReader
+    stats: InstanceStats
+    readiness: ReadinessCheck
+    metrics: Metrics
 
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
@@ -77,8 +116,8 @@ _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 class ErrorMapper:
     """Turns an error raised on a roomcast route into its SPEC 6 response."""
 
-    def __init__(self, rc: Roomcast) -> None:
-        self._refusals = rc.metrics.refusals
+    def __init__(self, metrics: Metrics) -> None:
+        self._refusals = metrics.refusals
 
     def response(self, exc: Exception) -> JSONResponse:
         if isinstance(exc, RoomcastError):
@@ -126,9 +165,9 @@ def roomcast_route_class(mapper: ErrorMapper) -> type[APIRoute]:
     return RoomcastRoute
 
 
-def install_error_handlers(app: FastAPI, rc: Roomcast) -> None:
+def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     """Answer the paths no route matches as SPEC 6 says (only on roomcast's own app)."""
-    mapper = ErrorMapper(rc)
+    mapper = ErrorMapper(metrics)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         return mapper.response(exc)
@@ -180,7 +219,7 @@ def check_api_key(keys: list[bytes], authorization: str) -> None:
         raise Unauthorized("missing or wrong API key: send Authorization: Bearer <key>")
 
 
-async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
+async def publish_one(rc: HttpServices, raw: bytes) -> JSON:
     """`POST /api/v1/publish` on a raw body (shared by the FastAPI route and the fast path).
 
     Over Redis, a publish without `idempotency_key` is given one (`rc-` and 24 hex
@@ -216,7 +255,7 @@ async def publish_one(rc: Roomcast, raw: bytes) -> JSON:
     return answer
 
 
-async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
+async def publish_many(rc: HttpServices, raw: bytes) -> JSON:
     """`POST /api/v1/publish/batch` on a raw body: per-event results, in order."""
     limit = rc.settings.max_payload_bytes
     # A batch may be up to 1000 events, each within the per-event limit.
@@ -263,12 +302,11 @@ async def publish_many(rc: Roomcast, raw: bytes) -> JSON:
 # routes -----------------------------------------------------------------------------
 
 
-def build_router(app: FastAPI, rc: Roomcast) -> None:
+def build_router(app: FastAPI, rc: HttpServices) -> None:
     """Add roomcast's routes to a FastAPI application, leaving its other routes alone."""
     settings = rc.settings
-    started_at = int(time.time() * 1000)
     keys = [k.encode() for k in settings.api_key_list]
-    route_class = roomcast_route_class(ErrorMapper(rc))
+    route_class = roomcast_route_class(ErrorMapper(rc.metrics))
     # Read for the OpenAPI document's security scheme; the key is checked below with
     # the function the fast publish path uses.
     bearer = HTTPBearer(
@@ -330,7 +368,7 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         ref = rc.kinds.parse(request.path_params["room"])
         since_seq = _query_int(request, "since_seq", 0, 0, MAX_SEQ)
         limit = _query_int(request, "limit", 100, 1, MAX_HISTORY_LIMIT)
-        page = await rc.broker.history(ref.name, since_seq, limit)
+        page = await rc.history.history(ref.name, since_seq, limit)
         return {
             "room": ref.name,
             "epoch": page.epoch,
@@ -364,8 +402,8 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         if not ref.kind.bindable:
             raise InvalidRoom(f"{ref.kind.name} rooms cannot be bound to a project")
         body: BindingBody = _parse(BindingBody, await json_body(request))
-        await rc.broker.bind(ref.name, body.project_id)
-        return {"room": ref.name, "project_id": body.project_id}
+        room = await rc.broadcast.bind(ref.name, body.project_id)
+        return {"room": room, "project_id": body.project_id}
 
     @api.get(
         "/rooms/{room}/binding",
@@ -374,11 +412,10 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
         openapi_extra={"parameters": [docs.ROOM]},
     )
     async def get_binding(request: Request) -> JSON:
-        ref = rc.kinds.parse(request.path_params["room"])
-        project = await rc.broker.binding(ref.name)
+        room, project = await rc.broadcast.binding(request.path_params["room"])
         if project is None:
-            raise NotFound(f"{ref.name} is not bound to a project")
-        return {"room": ref.name, "project_id": project}
+            raise NotFound(f"{room} is not bound to a project")
+        return {"room": room, "project_id": project}
 
     @api.post(
         "/users/{user_id}/disconnect",
@@ -393,19 +430,13 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
     )
     async def disconnect_user(request: Request) -> JSON:
         body = _parse(DisconnectBody, await json_body(request, optional=True))
-        await rc.broker.publish_control(
-            {
-                "kind": "disconnect_user",
-                "user_id": request.path_params["user_id"],
-                "reason": body.reason or "api",
-            }
-        )
+        await rc.broadcast.disconnect_user(request.path_params["user_id"], body.reason or "api")
         return {"ok": True}
 
     @api.get("/stats", response_model=None, responses=docs.answers(StatsBody))
     async def stats() -> JSON:
         instance_id = settings.instance_id
-        connections = len(rc.gateway.connections)
+        connections = rc.stats.connection_count()
         # Heartbeats carry other instances' counts; this one's is read live.
         alive = [
             InstanceInfo(i.instance_id, connections, time.time())
@@ -419,10 +450,10 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
             "instance": {
                 "instance_id": instance_id,
                 "connections": connections,
-                "rooms": rc.fanout.room_count(),
-                "events_in": int(sum(_counter_total(rc.metrics.events_in))),
-                "events_out": rc.counters.events_out,
-                "started_at": started_at,
+                "rooms": rc.stats.room_count(),
+                "events_in": rc.stats.events_in(),
+                "events_out": rc.stats.events_out(),
+                "started_at": rc.stats.started_at_ms,
             },
             "cluster": {
                 "instances_alive": len(alive),
@@ -470,11 +501,3 @@ def build_router(app: FastAPI, rc: Roomcast) -> None:
 
     app.include_router(ops)
 
-
-def _counter_total(counter: Any) -> list[float]:
-    return [
-        sample.value
-        for metric in counter.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    ]
