@@ -18,6 +18,39 @@ import {
 } from "../test-support/harness.js";
 
 const BBOX = { label: "car", shape: { type: "bbox", x: 1, y: 2, w: 3, h: 4 }, attributes: {} };
+// A server's SIGTERM drain (the harness SIGKILLs it after 10 s) plus a cold start of
+// `roomcast serve` (up to 20 s on a loaded machine) plus the client's reconnect.
+const RESTART_MS = 45000;
+
+/**
+ * What a handler saw, and waits on it. A wait is installed before the action it waits
+ * for and looks at what was already seen first, so an event that arrives before the
+ * action's own answer (an HTTP publish's response, say) is never missed.
+ */
+function record() {
+  const items = [];
+  const waits = new Set();
+  return {
+    items,
+    push(item) {
+      items.push(item);
+      for (const check of [...waits]) check();
+    },
+    /** Resolves once `done(items)` holds; rejects after timeoutMs. */
+    until(done, timeoutMs, what) {
+      const d = deferred(timeoutMs, what);
+      const check = () => {
+        if (!done(items)) return;
+        waits.delete(check);
+        d.resolve(items);
+      };
+      d.promise.catch(() => waits.delete(check));
+      waits.add(check);
+      check();
+      return d.promise;
+    },
+  };
+}
 
 describe("RoomcastClient against a roomcast server", () => {
   let server;
@@ -75,7 +108,7 @@ describe("RoomcastClient against a roomcast server", () => {
     assert.equal(c.userId, user);
     assert.ok(c.rooms.includes(`user_${user}`), "the user's own room is kept too");
 
-    const got = deferred(5000, "annotation_update");
+    const got = deferred(10000, "annotation_update");
     c.on("annotation_update", (event) => got.resolve(event));
     const data = { action: "create", annotation_id: "a1", annotation: BBOX };
     const published = await httpPublish(server.url, room, "annotation_update", data, {
@@ -96,7 +129,7 @@ describe("RoomcastClient against a roomcast server", () => {
     assert.deepEqual(c.position(room), { epoch: published.epoch, seq: 1 });
 
     // The user's own room is sequenced and tracked like a joined one.
-    const note = deferred(5000, "notification");
+    const note = deferred(10000, "notification");
     c.on("notification", (e) => note.resolve(e));
     const sent = await httpPublish(server.url, `user_${user}`, "notification", { title: "hi", level: "info" });
     assert.equal((await note.promise).seq, sent.seq);
@@ -206,11 +239,11 @@ describe("RoomcastClient against a roomcast server", () => {
     const room = "annotation_relock";
     const user = "u_relock";
     const lost = [];
-    const changed = deferred(10000, "onLeaseChange");
+    const changes = record();
     const c = client({
       tokenProvider: () => accessToken(user, { rooms: [room] }),
       onLeaseLost: (...args) => lost.push(args),
-      onLeaseChange: (...args) => changed.resolve(args),
+      onLeaseChange: (...args) => changes.push(args),
     });
     const watcher = client({ tokenProvider: () => accessToken("u_watch", { rooms: [room] }) });
     await Promise.all([c.connect(), watcher.connect()]);
@@ -223,11 +256,12 @@ describe("RoomcastClient against a roomcast server", () => {
       retaken.push(e);
     });
     const granted = await c.lock(room, "a1", { ttlMs: 20000 });
+    const changed = changes.until((list) => list.length >= 1, 10000, "onLeaseChange");
     await disconnectUser(server.url, user); // the server releases the lease of a gone holder
     const regrant = await retaken.promise;
     assert.equal(regrant.data.holder.user_id, user);
     assert.ok(regrant.data.fencing_token > granted.fencing_token);
-    const [r, id, info] = await changed.promise;
+    const [[r, id, info]] = await changed;
     assert.deepEqual([r, id, info.fencingToken], [room, "a1", regrant.data.fencing_token]);
     assert.deepEqual(c.lease(room, "a1"), info);
     assert.deepEqual(lost, []);
@@ -330,15 +364,13 @@ describe("RoomcastClient against a roomcast server", () => {
     const user = "u_retry";
     const room = "annotation_retry";
     let phase = "up"; // up -> down (the server dropped us) -> back
-    const reconnected = deferred(10000, "the reconnect");
+    const phases = record();
     const c = client({
       tokenProvider: () => accessToken(user, { rooms: [room] }),
       onConnectionChange: (state) => {
         if (state === "disconnected" && phase === "up") phase = "down";
-        if (state === "connected" && phase === "down") {
-          phase = "back";
-          reconnected.resolve();
-        }
+        if (state === "connected" && phase === "down") phase = "back";
+        phases.push(phase);
       },
     });
     await c.connect();
@@ -369,8 +401,9 @@ describe("RoomcastClient against a roomcast server", () => {
     };
     const all = Promise.all([0, 1, 2, 3].map(publisher));
     await kicked.promise;
+    const reconnected = phases.until((list) => list.includes("back"), 15000, "the reconnect");
     await disconnectUser(server.url, user);
-    await reconnected.promise;
+    await reconnected;
     await all;
     const done = deferred(10000, `${acks.length} events`);
     onSeen = () => seen.length >= acks.length && done.resolve();
@@ -391,99 +424,88 @@ describe("RoomcastClient against a roomcast server", () => {
   test("a restarted server (new epoch): onResync with the ack's position, then events go on", async () => {
     const first = restartable;
     const room = "project_restart";
-    const resyncs = [];
-    const resynced = deferred(20000, "onResync");
+    const resyncs = record();
     const c = client({
       urls: [first.url],
       tokenProvider: () => accessToken("u_restart", { projects: ["restart"] }),
-      onResync: (r, position) => {
-        resyncs.push([r, position]);
-        if (r === room) resynced.resolve(position);
-      },
+      onResync: (r, position) => resyncs.push([r, position]),
     });
     const statuses = [];
     c.on("connection_status", (s) => statuses.push(s.status));
-    const seen = [];
-    let onSeen = () => {};
-    c.on("project_progress_update", (e) => {
-      seen.push([e.epoch, e.seq]);
-      onSeen(e);
-    });
+    const seen = record();
+    c.on("project_progress_update", (e) => seen.push([e.epoch, e.seq]));
     await c.connect();
     const joined = await c.join(room);
     const body = { total: 2, completed: 1, percent: 50 };
+    // Installed before the publish: the event may arrive before the HTTP answer is read.
+    const beforeSeen = seen.until((list) => list.length >= 1, 10000, "the first event");
     const before = await httpPublish(first.url, room, "project_progress_update", body);
-    const beforeSeen = deferred(5000, "the first event");
-    onSeen = (e) => e.seq === before.seq && beforeSeen.resolve();
-    await beforeSeen.promise;
+    await beforeSeen;
+    assert.deepEqual(seen.items, [[joined.epoch, before.seq]]);
 
+    // The deadline starts with the stop and covers the drain and a cold restart.
+    const ofRoom = (list) => list.filter(([r]) => r === room);
+    const resynced = resyncs.until((list) => ofRoom(list).length >= 1, RESTART_MS, "onResync after the restart");
     await first.stop(); // SIGTERM: the server drains, the client retries meanwhile
     const second = await startRoomcast({}, { port: first.port });
     extraServers.push(second);
-    const position = await resynced.promise;
+    await resynced;
+    const [[, position]] = ofRoom(resyncs.items);
     assert.notEqual(position.epoch, joined.epoch, "the in-memory server restarted with a new epoch");
     assert.equal(position.seq, 0);
     assert.deepEqual(c.position(room), position);
     assert.ok(statuses.includes("draining"), "told the server was draining");
 
-    const afterSeen = deferred(5000, "the event after the restart");
-    onSeen = (e) => e.epoch === position.epoch && afterSeen.resolve();
+    const afterSeen = seen.until(
+      (list) => list.some(([epoch]) => epoch === position.epoch),
+      10000,
+      "the event after the restart",
+    );
     const next = await httpPublish(second.url, room, "project_progress_update", { ...body, completed: 2 });
-    await afterSeen.promise;
-    assert.deepEqual(seen, [
+    await afterSeen;
+    assert.deepEqual(seen.items, [
       [joined.epoch, before.seq],
       [next.epoch, next.seq],
     ]);
-    assert.deepEqual(
-      resyncs.filter(([r]) => r === room),
-      [[room, position]],
-    );
+    assert.deepEqual(ofRoom(resyncs.items), [[room, position]]);
   });
 
   test("token refresh: token_expired, a fresh token from tokenProvider, and events keep coming", async () => {
     const user = "u_token";
     const room = "project_token";
     const requests = [];
-    let connects = 0;
-    const reconnected = deferred(10000, "the reconnect");
+    const connects = record();
     const c = client({
       tokenProvider: (request) => {
         requests.push(request);
         const ttlSeconds = requests.length === 1 ? 2 : 3600;
         return accessToken(user, { projects: ["token"], ttlSeconds });
       },
-      onConnectionChange: (state) => {
-        if (state === "connected" && ++connects === 2) reconnected.resolve();
-      },
+      onConnectionChange: (state) => state === "connected" && connects.push(state),
     });
-    const expired = deferred(10000, "token_expired");
-    c.on("connection_status", (s) => {
-      if (s.status === "token_expired") expired.resolve(s);
-    });
-    const seen = [];
-    const wanted = { seq: Infinity, d: null };
-    c.on("project_progress_update", (e) => {
-      seen.push(e.seq);
-      if (e.seq >= wanted.seq) wanted.d.resolve();
-    });
-    const expect = (seq) => {
-      wanted.seq = seq;
-      wanted.d = deferred(5000, `seq ${seq}`);
-      if (seen.includes(seq)) wanted.d.resolve();
-      return wanted.d.promise;
-    };
+    const statuses = record();
+    c.on("connection_status", (s) => statuses.push(s.status));
+    const events = record();
+    c.on("project_progress_update", (e) => events.push(e.seq));
+    const seen = events.items;
+    // The token lasts 2 s from the connect: the deadline covers the connect and the expiry.
+    const expired = statuses.until((list) => list.includes("token_expired"), 15000, "token_expired");
     await c.connect();
     await c.join(room);
     const body = { total: 3, completed: 1, percent: 33 };
+    const firstSeen = events.until((list) => list.length >= 1, 10000, "the first event");
     const first = await httpPublish(server.url, room, "project_progress_update", body);
-    await expect(first.seq);
+    await firstSeen;
+    assert.deepEqual(seen, [first.seq]);
 
-    await expired.promise;
+    await expired;
+    const reconnected = connects.until((list) => list.length >= 2, 15000, "the reconnect");
     // Published while the client is (about to be) disconnected: replayed after the rejoin.
     const gapless = await httpPublish(server.url, room, "project_progress_update", { ...body, completed: 2 });
-    await reconnected.promise;
+    await reconnected;
+    const thirdSeen = events.until((list) => list.length >= 3, 10000, "the event after the reconnect");
     const third = await httpPublish(server.url, room, "project_progress_update", { ...body, completed: 3 });
-    await expect(third.seq);
+    await thirdSeen;
     assert.deepEqual(seen, [first.seq, gapless.seq, third.seq]);
     assert.ok(requests.length >= 2);
     assert.equal(requests[0].expired, false);
