@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class Pool:
             for _ in range(per_port):
                 for port in ports:
                     _, conn = await loop.create_connection(
-                        lambda port=port: HttpConn(self, port), host, port
+                        functools.partial(HttpConn, self, port), host, port
                     )
                     self.conns.append(conn)
                     self.idle.append(conn)  # interleaved: consecutive requests alternate ports

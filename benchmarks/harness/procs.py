@@ -1,8 +1,10 @@
 """Processes the suite starts, and what /proc says about them.
 
-Every process is started through `Processes.start`, which remembers its PID; the
-suite stops them all by PID (SIGTERM, then SIGKILL) on the way out, also on Ctrl-C
-or an error. Nothing here looks for processes by name.
+Starting, stopping by PID and waiting for readiness are the support package's
+(`tests.support.processes`, shared with the tests and the JavaScript tests' CLI); this
+adds what a benchmark needs on top: a log file per process, one registry whose
+`stop_all` stops everything the run started (also on Ctrl-C or an error), taskset
+pinning, and CPU and memory read from /proc. Nothing here looks for processes by name.
 """
 
 from __future__ import annotations
@@ -10,24 +12,30 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-HOST = "127.0.0.1"
+from tests.support.processes import HOST, free_port, launch, stop_pid, wait_until
+
+__all__ = [
+    "HOST",
+    "Process",
+    "Processes",
+    "Stoppable",
+    "child_process",
+    "cpu_seconds",
+    "free_port",
+    "machine_busy_seconds",
+    "pinned",
+    "process_tree",
+    "rss_kib",
+    "wait_for",
+]
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (bind to port 0, read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -35,17 +43,11 @@ def child_process(
     argv: list[str], env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A child process for a standalone script, stopped by its PID (SIGTERM, then SIGKILL)."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = launch(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_pid(proc)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -127,18 +129,19 @@ class Process:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; always reaps the PID."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait(timeout)
+        stop_pid(self.popen, timeout=timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class Stoppable(Protocol):
+    """What the registry can stop: a `Process`, or a support-package helper it adopted."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def stop(self) -> object: ...
 
 
 class Processes:
@@ -147,7 +150,7 @@ class Processes:
     def __init__(self, logdir: Path, env: dict[str, str] | None = None) -> None:
         self.logdir = logdir
         self.env = env or {}  # set in every started process's environment
-        self._procs: list[Process] = []
+        self._procs: list[Stoppable] = []
 
     def start(
         self,
@@ -161,14 +164,7 @@ class Processes:
         log_path = self.logdir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 (closed by Process.stop)
         try:
-            popen = subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            popen = launch(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         except BaseException:
             log.close()
             raise
@@ -176,7 +172,11 @@ class Processes:
         self._procs.append(proc)
         return proc
 
-    def stop(self, proc: Process) -> None:
+    def adopt(self, proc: Stoppable) -> None:
+        """Stop `proc` with the others (a RedisServer the support package started)."""
+        self._procs.append(proc)
+
+    def stop(self, proc: Stoppable) -> None:
         proc.stop()
         with contextlib.suppress(ValueError):
             self._procs.remove(proc)
@@ -190,15 +190,11 @@ class Processes:
 
 def wait_for(check: Callable[[], bool], what: str, proc: Process, timeout: float = 30.0) -> None:
     """Poll `check()` every 0.1 s until true; a process start has no event to await."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(
-                f"{proc.name} exited with {proc.popen.returncode} before {what}; "
-                f"log:\n{proc.log_tail()}"
-            )
-        with contextlib.suppress(OSError):
-            if check():
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name}: no {what} within {timeout:.0f}s; log:\n{proc.log_tail()}")
+    wait_until(
+        check,
+        alive=proc.alive,
+        what=f"{proc.name}: {what}",
+        timeout=timeout,
+        details=lambda: f"log:\n{proc.log_tail()}",
+        interval=0.1,
+    )

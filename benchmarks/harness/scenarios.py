@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.redis_procs import RedisServer
+
 from .loadgen import LoadGen
-from .procs import HOST, Process, Processes, cpu_seconds, machine_busy_seconds, rss_kib
+from .procs import HOST, Processes, cpu_seconds, machine_busy_seconds, rss_kib
 from .redis import start_redis
 from .servers import API_KEY, JWT_SECRET, ROOT, Instance, start_instance
 from .stats import Idle, Ladder, Step, percentile
@@ -55,7 +57,7 @@ class Bench:
 class Cluster:
     kind: str
     instances: list[Instance]
-    redis: Process
+    redis: RedisServer
 
     @property
     def ports(self) -> list[int]:
@@ -74,9 +76,7 @@ class Cluster:
 async def cluster(bench: Bench, kind: str, n: int, label: str) -> AsyncIterator[Cluster]:
     """A private redis-server and `n` instances of `kind` on it; all stopped on exit."""
     started = []
-    redis_proc, url = await asyncio.to_thread(
-        start_redis, bench.procs, bench.workdir, f"{label}-redis"
-    )
+    redis_proc, url = await asyncio.to_thread(start_redis, bench.procs)
     try:
         for i in range(n):
             inst = await asyncio.to_thread(

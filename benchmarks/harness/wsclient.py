@@ -11,8 +11,8 @@ The exchange (websocket transport only):
 event frame, only checks the event-name prefix and counts it in the worker's `Tally`.
 A *probe* connection also reads each event's send time (the `stage` field carries
 "<tag>:<time_ns>") for latency; nothing is JSON-decoded. Server frames are never
-masked or fragmented by these servers; client frames are masked with a zero key
-(legal, and the payload is then written as is).
+masked or fragmented by these servers; client frames and the handshake request are
+`tests.support.wire`'s (masked with a zero key), shared with the tests' raw clients.
 
 Reading, after the handshake, is where the generator spends its CPU (a kernel read
 per frame on a VM costs several microseconds). So most connections are *bulk*: a
@@ -25,13 +25,14 @@ is the server's, not the generator's tick; the server cannot tell them apart.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 import select
 import socket
 import time
 from array import array
+
+from tests.support.wire import ZERO_MASK, upgrade_request
+from tests.support.wire import client_frame as text_frame
 
 EVENT = "project_progress_update"
 _EVENT_PREFIX = b'42["' + EVENT.encode() + b'"'
@@ -53,20 +54,8 @@ class Tally:
         self.lat_us = array("q")
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A masked (zero key) client text frame."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x81, 0x80 | n))
-    elif n < 65536:
-        head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + payload
-
-
 _PONG = text_frame(b"3")
-_CLOSE = bytes((0x88, 0x82)) + b"\0\0\0\0" + (1000).to_bytes(2, "big")
+_CLOSE = bytes((0x88, 0x82)) + ZERO_MASK + (1000).to_bytes(2, "big")
 
 
 class WsConn:
@@ -92,12 +81,7 @@ class WsConn:
         self.open = False
         self.close_reason = ""
         self.buf = b""
-        self.request = (
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        self.request = upgrade_request(host, port)
 
     def write(self, data: bytes) -> None:
         # small frames into an almost empty send buffer: a non-blocking send takes them
@@ -166,7 +150,7 @@ class WsConn:
         if opcode == 8:
             self.lost(f"websocket close {payload[:2].hex()} {payload[2:80]!r}")
         elif opcode == 9:  # websocket ping: pong with the same payload
-            self.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+            self.write(bytes((0x8A, 0x80 | len(payload))) + ZERO_MASK + payload)
         elif opcode != 1:
             return
         elif payload == b"2":

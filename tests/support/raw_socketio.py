@@ -4,13 +4,13 @@ Real clients (python-socketio, aiohttp) keep reading whatever arrives, so the se
 never sees a consumer that has stopped. This one speaks the WebSocket and Socket.IO
 wire by hand over asyncio streams, with a small kernel receive buffer, and reads
 nothing between calls to `recv`: what the server writes meanwhile piles up in its
-own transport, which is exactly what slow-consumer handling must notice.
+own transport, which is exactly what slow-consumer handling must notice. The
+handshake and the frames are `tests.support.wire`'s, shared with the benchmark's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -21,19 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-
-def _client_frame(text: str) -> bytes:
-    data = text.encode()
-    mask = os.urandom(4)
-    size = len(data)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, 0x80 | size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-    return header + mask + masked
+from tests.support.wire import ENGINEIO_POLLING_PATH, client_frame, upgrade_request
 
 
 class RawSocketIO:
@@ -51,14 +39,7 @@ class RawSocketIO:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=rcvbuf)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        writer.write(upgrade_request(host, port))
         client = cls(reader, writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -77,7 +58,7 @@ class RawSocketIO:
         return client
 
     async def send(self, text: str) -> None:
-        self._writer.write(_client_frame(text))
+        self._writer.write(client_frame(text.encode(), os.urandom(4)))
         await self._writer.drain()
 
     async def recv(self) -> str:
@@ -149,12 +130,12 @@ class RawPolling:
     async def connect(cls, url: str, token: str) -> RawPolling:
         http = aiohttp.ClientSession()
         try:
-            async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as response:
+            async with http.get(url + ENGINEIO_POLLING_PATH) as response:
                 opening = await response.text()
             if not opening.startswith("0"):
                 raise ConnectionError(f"expected an Engine.IO open packet, got {opening!r}")
             sid = json.loads(opening[1:])["sid"]
-            client = cls(http, f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}")
+            client = cls(http, f"{url}{ENGINEIO_POLLING_PATH}&sid={sid}")
             await client.post("40" + json.dumps({"token": token}))
             if not any(p.startswith("40") for p in await client.poll()):
                 raise ConnectionError("connect refused")
