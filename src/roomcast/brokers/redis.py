@@ -24,6 +24,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from ..backoff import Backoff
 from ..errors import BrokerUnavailable, OutcomeUnknown, RoomcastError
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
@@ -40,15 +41,24 @@ from .base import (
 from .coalesce import PublishCoalescer
 from .failover_settle import Settled, settle
 from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
-from .redis_client import UNAVAILABLE_REPLIES, SendWatch, call, disconnect, timeout_of
+from .redis_client import (
+    OPERATION_TIMEOUT,
+    UNAVAILABLE_REPLIES,
+    SendWatch,
+    call,
+    disconnect,
+    timeout_of,
+)
 from .redis_internals import CountingPubSub as _CountingPubSub
 from .redis_internals import drop_master_connections, send_pipeline, sentinel_clients
 from .redis_keys import KeyLayout
 from .redis_memory import shared_memory_usage
 from .sentinel_watch import Switch, watch
 
-OPERATION_TIMEOUT = 3.0  # waiting for a subscription's confirmation
-RESUBSCRIBE_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+#: The pub/sub listener's delays between attempts: 50 ms growing to 1 s, with full
+#: jitter, so the instances that lost one Redis do not come back in step.
+RESUBSCRIBE_INITIAL_SECONDS = 0.05
+RESUBSCRIBE_MAX_SECONDS = 1.0
 BINDING_TTL_SECONDS = 30 * 86400
 SETTLE_TIMEOUT = 3.0  # fencing the old master and settling its rooms, after a failover
 SETTLE_WAIT = 1.0  # the longest a call waits for that
@@ -99,7 +109,9 @@ class RedisBroker:
         self.switched = asyncio.Event()  # set when a failover has been followed
         self.last_settled: Settled | None = None
         self._log = get_logger(component="broker")
-        self.reconnects = 0
+        # Pub/sub sessions opened (the first included): any after the first is a
+        # resubscription, which catches up from history.
+        self.sessions = 0
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -385,11 +397,11 @@ class RedisBroker:
 
     async def _listen(self) -> None:
         """Read pub/sub for the instance's lifetime, reconnecting promptly."""
-        failures = 0
+        backoff = Backoff(RESUBSCRIBE_INITIAL_SECONDS, RESUBSCRIBE_MAX_SECONDS)
         while True:
             try:
                 async with self._session() as pubsub:
-                    failures = 0
+                    backoff.reset()
                     connects = pubsub.connects
                     while True:
                         message = await pubsub.get_message(timeout=1.0)
@@ -412,8 +424,7 @@ class RedisBroker:
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from exc  # redis-py turned it into an error
                 self._connected.clear()
-                delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
-                failures += 1
+                delay = backoff.next()
                 self._log.warning("broker.listener_lost", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
 
@@ -464,9 +475,9 @@ class RedisBroker:
                 await pubsub.subscribe(self.keys.room(room).channel)
             self._pubsub = pubsub
             self._connected.set()
-            if self.reconnects or self._rooms:
+            if self.sessions or self._rooms:
                 await self._catch_up()
-            self.reconnects += 1
+            self.sessions += 1
             self._log.info("broker.subscribed", rooms=len(self._rooms))
             yield pubsub
         finally:

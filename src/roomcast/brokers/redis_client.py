@@ -32,8 +32,10 @@ from ..errors import BrokerUnavailable, OutcomeUnknown
 from .redis_internals import sentinel_clients
 
 CONNECT_TIMEOUT = 1.0  # the sentinels
-# The deadline of a call that names none (callers outside the broker): one call, its
-# one retry included. The pool waits at most this long for a free connection.
+# The one bound for the waits on Redis that no setting names (redis_timeout_ms bounds
+# every call that has a client from `connect`): a call given no deadline, its one
+# retry included; the pool's wait for a free connection; the broker's start waiting
+# for its first pub/sub session.
 OPERATION_TIMEOUT = 3.0
 # Error replies that mean "Redis cannot take this now", not "this request is wrong".
 UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")

@@ -64,6 +64,12 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.queue_overflow = Counter(
+            "roomcast_queue_overflow",
+            "Items that found a bounded queue full and waited in its overflow (none is lost)",
+            ["queue"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "roomcast_rate_limited_events",
             "Client events refused for rate",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..brokers.redis_client import call, timeout_of
 from ..brokers.redis_keys import KeyLayout
 from ..errors import BrokerUnavailable
+from ..observability.logging import get_logger
 from ..types import InstanceInfo, Member, PresenceChange
 from . import lua_presence
 
@@ -24,7 +25,8 @@ T = TypeVar("T")
 DEAD_AFTER_SECONDS = 10.0
 ENTRY_TTL_SECONDS = 3600
 REFRESH_SECONDS = 60.0  # how often a heartbeat also renews this instance's entries
-OPERATION_TIMEOUT = 3.0
+#: Failed removals kept before the overflow is reported (none is ever dropped).
+PENDING_LIMIT = 100_000
 
 
 class RedisPresenceStore:
@@ -56,8 +58,15 @@ class RedisPresenceStore:
         self._healthy_since: float | None = None
         self._last_ok: float | None = None
         self._server_now_ms = 0  # Redis's clock at the last heartbeat
-        # Removals that failed while Redis was unreachable, retried by reap_dead.
-        self._pending: deque[tuple[str, str, str]] = deque(maxlen=100_000)  # (room|"", user, conn)
+        # Removals that failed while Redis was unreachable, retried by reap_dead, in
+        # order. Never dropped: a dropped removal would show a user in a room for as
+        # long as this instance lives. No connection is admitted, and no presence room
+        # joined, without Redis, so an outage can leave at most the connections alive
+        # when it began; past PENDING_LIMIT the overflow is counted and logged (a sign
+        # of a Redis that flaps for a long time), and still kept.
+        self._pending: deque[tuple[str, str, str]] = deque()  # (room|"", user, conn)
+        self.pending_overflow = 0
+        self._log = get_logger(component="presence")
         self._leftovers_checked = False
 
     def _conn(self, conn_id: str) -> str:
@@ -97,7 +106,7 @@ class RedisPresenceStore:
         try:
             return await self._remove_entry(room, user_id, conn_id)
         except BrokerUnavailable:
-            self._pending.append((room, user_id, conn_id))
+            self._keep_pending(room, user_id, conn_id)
             raise
 
     async def _remove_entry(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
@@ -152,7 +161,7 @@ class RedisPresenceStore:
         try:
             await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
         except BrokerUnavailable:
-            self._pending.append(("", user_id, conn_id))
+            self._keep_pending("", user_id, conn_id)
             raise
 
     async def user_connections(self, user_id: str) -> int:
@@ -242,6 +251,17 @@ class RedisPresenceStore:
             if await self._call(self._redis.set(claim, self._instance, nx=True, ex=30)):
                 changes += await self._reap_instance(instance_id)
         return changes
+
+    def _keep_pending(self, room: str, user_id: str, conn_id: str) -> None:
+        self._pending.append((room, user_id, conn_id))
+        if len(self._pending) > PENDING_LIMIT:
+            self.pending_overflow += 1
+            if self.pending_overflow == 1 or self.pending_overflow % PENDING_LIMIT == 0:
+                self._log.warning(
+                    "presence.pending_over_limit",
+                    pending=len(self._pending),
+                    overflowed=self.pending_overflow,
+                )
 
     async def _retry_pending(self) -> list[PresenceChange]:
         changes: list[PresenceChange] = []

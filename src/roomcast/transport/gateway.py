@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ from .outlet import EngineIOOutlet
 from .packets import JUNK_EVENT, GatewayPacket, Junk
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
+_CloseRequest = tuple[str, str, JSON | None]  # sid, reason, the status to send first
 _PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
 
 #: A connection may send this many junk packets at once, and one a second after that;
@@ -102,10 +104,14 @@ class SocketGateway:
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
         self._junk: dict[str, _JunkRecord] = {}  # sid -> its junk, once it sent some
         # Server-side disconnects requested from synchronous code (fan-out, timers);
-        # drained by one task the application owns.
-        self._closing: asyncio.Queue[tuple[str, str, JSON | None]] = asyncio.Queue(
+        # drained by one task the application owns. A request that finds the queue
+        # full waits in the overflow, which the closer empties into the queue as it
+        # makes room: a close is never lost, and there is at most one request per
+        # connection (`Connection.closing`), so the overflow is bounded too.
+        self._closing: asyncio.Queue[_CloseRequest] = asyncio.Queue(
             maxsize=settings.max_connections * 2
         )
+        self._close_overflow: deque[_CloseRequest] = deque()
         self._log = get_logger(instance=settings.instance_id)
         self._handlers: dict[str, tuple[type[BaseModel], Handler]] = {
             "join": (JoinRequest, rooms.join),
@@ -283,13 +289,23 @@ class SocketGateway:
         try:
             self._closing.put_nowait((sid, reason, status))
         except asyncio.QueueFull:
-            self._log.error("connection.close_queue_full", sid=sid, reason=reason)
+            self._close_overflow.append((sid, reason, status))
+            self._metrics.queue_overflow.labels("close_requests").inc()
+            self._log.warning("connection.close_queue_full", sid=sid, reason=reason)
 
     async def run_closer(self) -> None:
         """Close connections as requested; runs for the application's lifetime."""
         while True:
             sid, reason, status = await self._closing.get()
+            # The queue was full when the overflow last grew, so this runs before the
+            # closer waits on an empty queue again.
+            while self._close_overflow and not self._closing.full():
+                self._closing.put_nowait(self._close_overflow.popleft())
             await self._close(sid, reason, status)
+
+    def pending_closes(self) -> int:
+        """Close requests not yet carried out (queued and overflowed), for leak checks."""
+        return self._closing.qsize() + len(self._close_overflow)
 
     async def _close(self, sid: str, reason: str, status: JSON | None) -> None:
         self._metrics.disconnects.labels(reason).inc()
