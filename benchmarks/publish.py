@@ -42,8 +42,8 @@ import redis.asyncio as aioredis
 import socketio
 
 from harness.procs import child_process, cpu_seconds, free_port
+from harness.redis import room_meta_key
 from roomcast import EventBroadcastService, Settings
-from roomcast.brokers.redis_keys import KeyLayout
 
 HOST = "127.0.0.1"
 API_KEY = "bench-key"
@@ -170,12 +170,11 @@ class Bench:
 
     async def heads(self, prefix: str, rooms: list[str]) -> int:
         """Sum of the rooms' heads (seq), read straight from Redis."""
-        keys = KeyLayout(prefix)
         client = aioredis.Redis.from_url(self.url, decode_responses=True)
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for room in rooms:
-                    pipe.hget(keys.room(room).meta, "seq")
+                    pipe.hget(room_meta_key(prefix, room), "seq")
                 values = await pipe.execute()
         finally:
             await client.aclose()
