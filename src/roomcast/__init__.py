@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .broadcast.blocking import BlockingEventBroadcastService
     from .broadcast.service import EventBroadcastService, Published
     from .config import Settings
+    from .domain import Identity
     from .errors import RoomcastError
     from .protocol.events import EventType, EventTypes
     from .rooms.names import RoomKind, RoomKinds, RoomRef
@@ -28,6 +29,7 @@ _HOMES: dict[str, str] = {
     "EventBroadcastService": ".broadcast.service",
     "EventType": ".protocol.events",
     "EventTypes": ".protocol.events",
+    "Identity": ".domain",
     "Published": ".broadcast.service",
     "RoomKind": ".rooms.names",
     "RoomKinds": ".rooms.names",
@@ -43,6 +45,7 @@ __all__ = [
     "EventBroadcastService",
     "EventType",
     "EventTypes",
+    "Identity",
     "Published",
     "RoomKind",
     "RoomKinds",

@@ -31,6 +31,7 @@ from .brokers.base import Broker
 from .brokers.factory import make_stores
 from .config import Settings
 from .demo import add_demo_routes
+from .domain import Counters
 from .errors import RoomcastError
 from .housekeeping import Housekeeping
 from .observability.logging import get_logger
@@ -46,10 +47,9 @@ from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
 from .transport.http_api import HttpServices, build_router, install_error_handlers
-from .transport.internals import GreetingManager, WiredASGIApp, WiredSocketIOServer
+from .transport.internals import AfterConnectManager, WiredASGIApp, WiredSocketIOServer
 from .transport.outlet import EngineIOOutlet
 from .transport.packets import GatewayPacket
-from .types import Counters
 
 
 class Roomcast:
@@ -91,7 +91,7 @@ class Roomcast:
             cors = "*"
         self.sio = WiredSocketIOServer(
             async_mode="asgi",
-            client_manager=GreetingManager(self._after_connect),
+            client_manager=AfterConnectManager(self._after_connect),
             serializer=GatewayPacket,
             cors_allowed_origins=cors,
             max_http_buffer_size=max(settings.max_payload_bytes * 4, 1_000_000),

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .limits.bucket import TokenBucket
-from .types import Identity
+from .domain import Identity
+from .ratelimit.bucket import TokenBucket
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 
 from roomcast.transport.internals import (
-    GreetingManager,
+    AfterConnectManager,
     WiredASGIApp,
     WiredEngineIOServer,
     WiredSocketIOServer,
@@ -109,7 +109,7 @@ class Bench:
         self.environs: dict[str, dict[str, Any]] = {}
         self.sio = ProbeSocketIOServer(
             async_mode="asgi",
-            client_manager=GreetingManager(self._greet),
+            client_manager=AfterConnectManager(self._greet),
             logger=False,
             engineio_logger=False,
         )

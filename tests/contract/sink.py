@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from roomcast.types import Publication
+from roomcast.domain import Publication
 
 
 class RecordingSink:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from roomcast.annotations.rules import AnnotationWrite
 from roomcast.brokers.base import PublishCommand
+from roomcast.domain import Member
+from roomcast.editing.rules import AnnotationWrite
 from roomcast.errors import Conflict, Locked
-from roomcast.types import Member
 
 ROOM = "project_c"
 DATA = {"total": 1, "completed": 0, "percent": 0.0}
@@ -22,7 +22,7 @@ def cmd(room: str = ROOM, **kwargs: Any) -> PublishCommand:
 def write(action: str, base: int | None = None, user: str = "u1", **kw: Any) -> PublishCommand:
     guard = AnnotationWrite("a1", action, base, user, **kw)
     return PublishCommand(
-        room="annotation_c", type="annotation_update", data={"action": action}, write=guard
+        room="annotation_c", type="annotation_update", data={"action": action}, guard=guard
     )
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from roomcast.annotations.rules import AnnotationWrite
 from roomcast.brokers.base import PublishCommand, PublishOutcome
 from roomcast.brokers.redis_batch import MAX_CALL_EVENTS, MAX_PIPELINE_EVENTS
+from roomcast.domain import Member
+from roomcast.editing.rules import AnnotationWrite
 from roomcast.errors import Conflict, Locked
-from roomcast.types import Member
 from tests.contract.test_broker_contract import cmd
 
 
@@ -23,7 +23,7 @@ def write(
         room="annotation_c",
         type="annotation_update",
         data={"action": action, "annotation_id": aid},
-        write=AnnotationWrite(aid, action, base, user),
+        guard=AnnotationWrite(aid, action, base, user),
     )
 
 

@@ -214,7 +214,7 @@ async def test_room_token_admits_only_its_user_and_room(server: RunningServer) -
 
 async def test_join_hook_is_the_last_word() -> None:
     from roomcast import RoomRef
-    from roomcast.types import Identity
+    from roomcast.domain import Identity
 
     async def hook(identity: Identity, room: RoomRef) -> bool:
         return identity.user_id == "friend" and room.kind.name == "annotation"

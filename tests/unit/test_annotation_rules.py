@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomcast.annotations.rules import (
+from roomcast.domain import Lease, Member
+from roomcast.editing.rules import (
     AnnotationState,
     AnnotationWrite,
     active_lease,
@@ -16,7 +17,6 @@ from roomcast.annotations.rules import (
     lock_event_data,
 )
 from roomcast.errors import Conflict, Locked
-from roomcast.types import Lease, Member
 
 ANN = "a1"
 ROOM = "annotation_s1"

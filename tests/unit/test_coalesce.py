@@ -9,8 +9,8 @@ import pytest
 
 from roomcast.brokers.base import PublishCommand, PublishOutcome, PublishResult
 from roomcast.brokers.coalesce import PublishCoalescer
+from roomcast.domain import Publication
 from roomcast.errors import BrokerUnavailable, Conflict, RoomcastError
-from roomcast.types import Publication
 
 
 def command(n: int, room: str = "project_a") -> PublishCommand:

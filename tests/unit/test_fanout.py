@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roomcast.broadcast.fanout import SKIPPED_EVENT, DrainSignal, LocalFanout, Outlet
-from roomcast.types import JSON, Publication
+from roomcast.domain import JSON, Publication
 
 DETECTION_ROOM = "detection_stream_t1"
 ROOM = "annotation_s1"

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomcast.annotations.rules import AnnotationWrite
 from roomcast.brokers.base import BrokerSink, PublishCommand
 from roomcast.brokers.memory import MemoryBroker
+from roomcast.domain import JSON, Member, Publication
+from roomcast.editing.rules import AnnotationWrite
 from roomcast.errors import Conflict, Locked
-from roomcast.types import JSON, Member, Publication
 
 ROOM = "annotation_s1"
 ANN = Member("u1", "Ann", 1)
@@ -74,7 +74,7 @@ def ann_write(
         room=ROOM,
         type="annotation_update",
         data=data,
-        write=AnnotationWrite("a1", action, base, user, fencing),
+        guard=AnnotationWrite("a1", action, base, user, fencing),
     )
 
 
@@ -405,7 +405,7 @@ async def test_idempotent_write_is_applied_once(clock: FakeClock) -> None:
         type="annotation_update",
         data={"action": "update", "annotation_id": "a1"},
         idempotency_key="u1:c-9",
-        write=AnnotationWrite("a1", "update", 1, "u1"),
+        guard=AnnotationWrite("a1", "update", 1, "u1"),
     )
     first = await broker.publish(command)
     retry = await broker.publish(command)  # base 1 is stale now, but it is the same write

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from roomcast.domain import Member, PresenceChange
 from roomcast.presence.memory import MemoryPresenceStore
-from roomcast.types import Member, PresenceChange
 
 ROOM = "annotation_s1"
 

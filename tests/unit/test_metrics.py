@@ -12,11 +12,11 @@ from roomcast.broadcast.service import EventBroadcastService
 from roomcast.brokers.base import MemoryUsage
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.brokers.redis_memory import parse_figure
+from roomcast.domain import JSON, Publication
 from roomcast.errors import BrokerUnavailable, InvalidPayload
 from roomcast.observability.memory_gauge import RedisMemoryGauge
 from roomcast.observability.metrics import Metrics
 from roomcast.transport.health import Readiness
-from roomcast.types import JSON, Publication
 
 ROOM = "project_p1"
 TYPE = "project_progress_update"

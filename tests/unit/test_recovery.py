@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from roomcast.domain import HistoryPage, StreamPosition
 from roomcast.history.recovery import Recovery, decide, is_recoverable
-from roomcast.types import HistoryPage, StreamPosition
 
 
 def at(seq: int, epoch: str = "e1") -> StreamPosition:

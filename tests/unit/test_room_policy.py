@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from roomcast.domain import Identity
 from roomcast.rooms.names import RoomKind, RoomKinds, RoomRef
 from roomcast.rooms.policy import JoinContext, can_join, is_allowed_by_claims
-from roomcast.types import Identity
 
 KINDS = RoomKinds()
 NO_CONTEXT = JoinContext()

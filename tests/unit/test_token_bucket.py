@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomcast.limits.bucket import BucketMap, TokenBucket
+from roomcast.ratelimit.bucket import BucketMap, TokenBucket
 
 
 class FakeClock:

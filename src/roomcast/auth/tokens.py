@@ -14,8 +14,8 @@ from typing import Any
 
 import jwt
 
+from ..domain import Identity
 from ..errors import AuthExpired, AuthInvalid, AuthMissing
-from ..types import Identity
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

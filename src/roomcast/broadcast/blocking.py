@@ -14,10 +14,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ..config import Settings
+from ..domain import JSON
 from ..errors import RoomcastError
 from ..protocol.events import EventTypes
 from ..rooms.names import RoomKinds
-from ..types import JSON
 from .service import EventBroadcastService, Published
 
 T = TypeVar("T")

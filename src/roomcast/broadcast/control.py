@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..types import JSON
+from ..domain import JSON
 
 ControlHandler = Callable[[JSON], None]
 

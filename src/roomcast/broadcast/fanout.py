@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..domain import JSON, Publication
 from ..protocol.events import BUILTIN_TYPES
-from ..types import JSON, Publication
 
 _BUILTIN_SKIPPABLE = frozenset(t.name for t in BUILTIN_TYPES if t.skippable)
 

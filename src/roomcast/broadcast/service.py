@@ -14,12 +14,12 @@ from typing import Any, NamedTuple
 from ..brokers.base import Broker, PublishCommand
 from ..brokers.factory import make_broker
 from ..config import Settings
+from ..domain import JSON
 from ..errors import Forbidden, InvalidPayload, InvalidRoom, RoomcastError
 from ..observability.metrics import Metrics
 from ..protocol.events import Actor, EventTypes
 from ..rooms.names import RoomKinds
 from ..rooms.service import write_guard
-from ..types import JSON
 
 
 class Published(NamedTuple):
@@ -129,7 +129,7 @@ class EventBroadcastService:
             data=clean,
             actor=actor_json,
             idempotency_key=f"k:{idempotency_key}" if idempotency_key else None,
-            write=write_guard(type, clean, user),
+            guard=write_guard(type, clean, user),
             data_json=clean_json,
         )
 

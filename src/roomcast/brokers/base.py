@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..annotations.rules import AnnotationWrite
+from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from ..editing.rules import AnnotationWrite
 from ..errors import RoomcastError
-from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class PublishCommand:
     actor: JSON | None = None
     client_event_id: str | None = None
     idempotency_key: str | None = None  # already scoped by the caller (user or API)
-    write: AnnotationWrite | None = None
+    guard: AnnotationWrite | None = None
     # `data` as compact JSON, when the caller has it already: encoding events is a
     # large part of a publisher's work, and a broker over the network needs the text.
     data_json: str | None = None

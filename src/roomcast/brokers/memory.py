@@ -12,7 +12,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..annotations.rules import (
+from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from ..editing.rules import (
     AnnotationState,
     active_lease,
     apply_write,
@@ -23,7 +24,6 @@ from ..annotations.rules import (
 from ..errors import Conflict, Locked
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
-from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from .base import (
     BrokerSink,
     LockOutcome,
@@ -145,7 +145,7 @@ class MemoryBroker:
                 return PublishOutcome(seen[1], duplicate=True)
         room = self._room(command.room)
         data = command.data
-        write = command.write
+        write = command.guard
         if write is not None:
             current = room.annotations.get(write.annotation_id, AnnotationState())
             check_lease(write, room.leases.get(write.annotation_id), self._now_ms())

@@ -25,11 +25,11 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..backoff import Backoff
+from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from ..errors import BrokerUnavailable, OutcomeUnknown, RoomcastError
 from ..history.recovery import decide
 from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
-from ..types import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from .base import (
     BrokerSink,
     LockOutcome,

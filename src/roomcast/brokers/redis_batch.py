@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain import JSON, Publication
 from ..errors import BrokerUnavailable, Conflict, Locked, RoomcastError
-from ..types import JSON, Publication
 from .base import PublishCommand, PublishOutcome, PublishResult
 from .redis_keys import KeyLayout
 
@@ -78,7 +78,7 @@ class RoomCall:
                 results.append(PublishOutcome(publication, duplicate=True))
             else:
                 code, details = next(extras), next(extras)
-                write = command.write
+                write = command.guard
                 results.append(guard_error(code, details, write.annotation_id if write else ""))
         return results
 
@@ -141,7 +141,7 @@ def _encode(
     head = event_id + command.type
     data = command.data
     data_json = command.data_json
-    write = command.write
+    write = command.guard
     if write is not None and "version" in data:
         data = {k: v for k, v in data.items() if k != "version"}  # the server sets it
         data_json = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..types import HistoryPage, StreamPosition
+from ..domain import HistoryPage, StreamPosition
 
 
 @dataclass(frozen=True, slots=True)

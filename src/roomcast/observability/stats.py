@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import Counters
+from ..domain import Counters
 from .metrics import Metrics
 
 

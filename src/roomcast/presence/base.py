@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..types import InstanceInfo, Member, PresenceChange
+from ..domain import InstanceInfo, Member, PresenceChange
 
 
 class RoomPresence(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..types import InstanceInfo, Member, PresenceChange
+from ..domain import InstanceInfo, Member, PresenceChange
 
 
 @dataclass(slots=True)

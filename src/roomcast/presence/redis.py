@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from ..brokers.redis_client import call, timeout_of
 from ..brokers.redis_keys import KeyLayout
+from ..domain import InstanceInfo, Member, PresenceChange
 from ..errors import BrokerUnavailable
 from ..observability.logging import get_logger
-from ..types import InstanceInfo, Member, PresenceChange
 from . import lua_presence
 
 T = TypeVar("T")

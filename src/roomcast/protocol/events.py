@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..domain import JSON
 from ..errors import InvalidPayload, InvalidType
-from ..types import JSON
 
 Coord = Annotated[float, Field(allow_inf_nan=False)]
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..domain import Identity
 from ..errors import InvalidRoom
-from ..types import Identity
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -56,9 +56,7 @@ BUILTIN_KINDS: tuple[RoomKind, ...] = (
     RoomKind("project", "project_"),
     RoomKind("annotation", "annotation_", bindable=True, has_leases=True),
     RoomKind("detection_stream", "detection_stream_", bindable=True),
-    RoomKind(
-        "user", "user_", presence=False, private_to_user=True, counts_toward_max_rooms=False
-    ),
+    RoomKind("user", "user_", presence=False, private_to_user=True, counts_toward_max_rooms=False),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..types import Identity
+from ..domain import Identity
 from .names import RoomRef
 
 #: An application's last word on a join: may this identity join this room?

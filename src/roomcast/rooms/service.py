@@ -10,18 +10,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..annotations.rules import AnnotationWrite
 from ..auth.tokens import TokenVerifier
 from ..broadcast.fanout import LocalFanout, Outlet
 from ..brokers.base import Broker, PublishCommand
 from ..connections import Connection
+from ..domain import JSON, Member, PresenceChange, Publication, StreamPosition
+from ..editing.rules import AnnotationWrite
 from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
 from ..history.recovery import is_recoverable
 from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
-from ..types import JSON, Member, PresenceChange, Publication, StreamPosition
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, can_join
 from .subscriptions import Subscriptions
@@ -222,7 +222,7 @@ class RoomService:
             actor=identity.actor(),
             client_event_id=request.client_event_id,
             idempotency_key=key,
-            write=write_guard(event_type, data, identity.user_id),
+            guard=write_guard(event_type, data, identity.user_id),
         )
         started = time.perf_counter()
         outcome = await self._broker.publish(command)

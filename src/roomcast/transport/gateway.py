@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ..auth.tokens import TokenVerifier
 from ..config import Settings
 from ..connections import Connection, ConnectionTable
+from ..domain import JSON
 from ..errors import (
     AuthMissing,
     ConnectionLimit,
@@ -30,7 +31,6 @@ from ..errors import (
     RoomcastError,
     ServerDraining,
 )
-from ..limits.bucket import BucketMap, TokenBucket
 from ..observability.logging import get_logger
 from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
@@ -43,8 +43,8 @@ from ..protocol.requests import (
     UnlockRequest,
     json_size,
 )
+from ..ratelimit.bucket import BucketMap, TokenBucket
 from ..rooms.service import RoomService
-from ..types import JSON
 from .internals import engine_binding
 from .outlet import EngineIOOutlet
 from .packets import JUNK_EVENT, GatewayPacket, Junk

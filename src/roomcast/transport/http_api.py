@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..broadcast.service import EventBroadcastService
 from ..config import Settings
+from ..domain import JSON, HistoryPage, InstanceInfo, Member
 from ..errors import (
     InvalidPayload,
     InvalidRoom,
@@ -54,7 +55,6 @@ from ..protocol.requests import (
     loads_strict,
 )
 from ..rooms.names import RoomKinds
-from ..types import JSON, HistoryPage, InstanceInfo, Member
 from . import http_docs as docs
 from .http_docs import (
     MAX_HISTORY_LIMIT,

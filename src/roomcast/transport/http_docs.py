@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ..domain import JSON
 from ..protocol.requests import BatchBody, PublishBody
-from ..types import JSON
 
 MAX_HISTORY_LIMIT = 1000
 MAX_SEQ = 2**63 - 1

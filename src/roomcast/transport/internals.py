@@ -126,7 +126,7 @@ python-socketio
 S1. `AsyncServer._engineio_server_class()` is what the constructor calls to build
     `self.eio`; roomcast's returns `WiredEngineIOServer`. Checked.
 S2. `AsyncManager.connect(sid, namespace)` is awaited after the connect handler
-    accepted and the CONNECT packet was queued on the socket; `GreetingManager`
+    accepted and the CONNECT packet was queued on the socket; `AfterConnectManager`
     sends `connection_status` from there. Breaks: the greeting reaches the client
     before its CONNECT and is dropped.
 S3. `manager.eio_sid_from_sid(sid, "/")` gives a connected sid's Engine.IO sid
@@ -669,7 +669,7 @@ class WiredASGIApp(socketio.ASGIApp):  # type: ignore[misc]
         await super().__call__(scope, receive, send)
 
 
-class GreetingManager(socketio.AsyncManager):  # type: ignore[misc]
+class AfterConnectManager(socketio.AsyncManager):  # type: ignore[misc]
     """Calls `on_connected(sid)` right after the CONNECT packet went out (S2).
 
     The connect handler runs before that packet is sent, so anything it emitted

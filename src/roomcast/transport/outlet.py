@@ -27,7 +27,7 @@ from typing import Any
 
 import socketio
 
-from ..types import JSON
+from ..domain import JSON
 from .internals import attach_wire, encode_event
 from .wire import Wire, text_frame
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..domain import Lease, Member
 from ..errors import Conflict, Locked
-from ..types import Lease, Member
 
 
 @dataclass(frozen=True, slots=True)
