@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-js test-lowest lint typecheck bench clean system-deps venv-deps
+.PHONY: run test test-js test-lowest lint typecheck bench clean system-deps venv-deps node-deps \
+        browser-deps demo-assets
 
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
@@ -23,7 +24,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The demo page's two JavaScript libraries (roomcast's client from clients/js and the
+# stock socket.io-client's browser ESM build from its node_modules) are copied into the
+# package's static/vendor/ (gitignored), so that a wheel built afterwards serves them
+# too; run from this checkout, the demo serves clients/js directly. Nothing is fetched
+# from a CDN: after `npm ci` the page works with no internet.
+DEMO_VENDOR := src/roomcast/static/vendor
+DEMO_ASSET  := $(DEMO_VENDOR)/socket.io-client/socket.io.esm.min.js
+SIO_DIST    := clients/js/node_modules/socket.io-client/dist
+JS_CLIENT_SOURCES := clients/js/package.json $(shell find clients/js -name '*.js' \
+  -not -path 'clients/js/node_modules/*' -not -path 'clients/js/test*' 2>/dev/null)
+
+$(DEMO_ASSET): clients/js/node_modules $(JS_CLIENT_SOURCES)
+	rm -rf $(DEMO_VENDOR)
+	mkdir -p $(DEMO_VENDOR)/socket.io-client $(DEMO_VENDOR)/roomcast-client
+	cp $(SIO_DIST)/socket.io.esm.min.js $(SIO_DIST)/socket.io.esm.min.js.map \
+	  clients/js/node_modules/socket.io-client/LICENSE $(DEMO_VENDOR)/socket.io-client/
+	cd clients/js && cp --parents package.json $(patsubst clients/js/%,%,$(filter %.js,$(JS_CLIENT_SOURCES))) \
+	  ../../$(DEMO_VENDOR)/roomcast-client/
+	touch $@
+
+demo-assets: $(DEMO_ASSET)
+
+run: $(STAMP) $(DEMO_ASSET)
 	$(BIN)/roomcast serve --demo
 
 # Tests start their own redis-server and Sentinel processes on free ports; on a
@@ -32,13 +55,22 @@ run: $(STAMP)
 # processes, so Debian's nginx is installed with its service left stopped (a
 # policy-rc.d that forbids starting services, the one Debian's invoke-rc.d asks,
 # unless the image has one already).
-system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (Debian package)"; \
-	  apt-get update -qq && $(APT_INSTALL) redis-server; }
+node-deps:
 	@command -v npm >/dev/null 2>&1 || { \
 	  echo "installing nodejs and npm (Debian packages)"; \
 	  apt-get update -qq && $(APT_INSTALL) nodejs npm; }
+
+# tests/browser drives Debian's chromium through Playwright (the dev extra's
+# `playwright`, pointed at /usr/bin/chromium: no `playwright install`, no download).
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && $(APT_INSTALL) chromium; }
+
+system-deps: node-deps
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (Debian package)"; \
+	  apt-get update -qq && $(APT_INSTALL) redis-server; }
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 	  echo "installing nginx (Debian package, service not started)"; \
 	  made=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
@@ -48,14 +80,14 @@ system-deps:
 	  if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	  exit $$status; }
 
-clients/js/node_modules: clients/js/package-lock.json | system-deps
+clients/js/node_modules: clients/js/package-lock.json | node-deps
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 	touch clients/js/node_modules
 
-test-js: $(STAMP) clients/js/node_modules
+test-js: $(STAMP) system-deps clients/js/node_modules
 	cd clients/js && npm test
 
-test: $(STAMP) system-deps clients/js/node_modules
+test: $(STAMP) system-deps browser-deps clients/js/node_modules $(DEMO_ASSET)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -109,4 +141,4 @@ bench: $(BENCH_STAMP) system-deps
 	$(BIN)/python benchmarks/suite.py --output docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) $(LOWEST) build src/*.egg-info
+	rm -rf $(VENV) $(LOWEST) build src/*.egg-info $(DEMO_VENDOR)
