@@ -22,23 +22,39 @@ from ..observability.logging import get_logger
 from ..types import JSON
 from .config import DemoConfig
 
-LABELS = ("car", "person", "bicycle", "truck")
+# What is in the page's generated street scene (static/scene.js): label, x, y, w, h.
+SCENE_OBJECTS = (
+    ("car", 58, 250, 114, 56),
+    ("car", 248, 325, 114, 56),
+    ("car", 448, 257, 114, 56),
+    ("person", 191, 167, 18, 64),
+    ("person", 363, 161, 18, 64),
+    ("person", 576, 169, 18, 64),
+)
 
 
 def detections_for(frame: int) -> list[JSON]:
-    """The model's output for one frame: a few objects moving across the 640x400 image."""
+    """The model's output for one frame: the scene's objects, with a model's jitter.
+
+    Deterministic per frame (no randomness to seed): boxes wobble by a few pixels,
+    scores drift, and now and then an object is missed or a person is called a
+    bicycle, so that the overlay looks like a model at work.
+    """
     found: list[JSON] = []
-    for k, label in enumerate(LABELS[: 2 + frame // 50 % 3]):
-        phase = frame / 60.0 + k * 1.7
-        w, h = (90, 55) if label in ("car", "truck") else (34, 80)
-        x = 320 + 250 * math.sin(phase) - w / 2
-        y = 170 + 70 * k + 20 * math.cos(phase * 1.3) - h / 2
-        score = 0.55 + 0.4 * abs(math.sin(phase * 2.1))
+    for k, (label, x, y, w, h) in enumerate(SCENE_OBJECTS):
+        phase = frame / 7.0 + k * 1.9
+        score = 0.6 + 0.38 * abs(math.sin(phase * 0.37))
+        if score < 0.63:
+            continue  # missed on this frame
+        if label == "person" and math.sin(phase * 0.23) > 0.97:
+            label = "bicycle"
+        dx, dy = 3 * math.sin(phase), 2 * math.cos(phase * 1.3)
+        dw, dh = 4 * math.sin(phase * 0.7), 3 * math.cos(phase * 0.9)
         found.append(
             {
                 "label": label,
                 "score": round(score, 3),
-                "bbox": [round(max(0.0, x), 1), round(max(0.0, y), 1), w, h],
+                "bbox": [round(x + dx, 1), round(y + dy, 1), round(w + dw, 1), round(h + dh, 1)],
             }
         )
     return found

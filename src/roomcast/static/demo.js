@@ -236,6 +236,7 @@ function showSelection(state, err) {
   if (!entry) {
     box.dataset.state = "none";
     lease.textContent = "Click a box to edit it.";
+    $("label").value = "";
   } else if (state === "refused" || (lock && !mine)) {
     const holder = (err && err.details && err.details.holder) || (lock && lock.holder);
     box.dataset.state = "refused";
