@@ -365,13 +365,17 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_read = 0  # bytes of reads that ended inside the current head
         self._head_size = 0  # the current head's URL and headers, as parsed
         self._refused = False
+        self._head_ended_in_read = False  # a head was completed during this read
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         in_head_before = self._in_head
+        self._head_ended_in_read = False
         super().data_received(data)
-        if self._refused or not (in_head_before and self._in_head):
+        if self._refused or not (in_head_before and self._in_head) or self._head_ended_in_read:
+            # Only a read that ended inside the head it began in is all head: one that
+            # also finished it carries a body, or the start of the next request.
             return
         self._head_read += len(data)
         if self._head_read > self.max_head_bytes:
@@ -392,6 +396,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_ended_in_read = True
         self._head_read = 0
         if self._head_size > self.max_head_bytes:
             self._refuse()
