@@ -23,7 +23,10 @@ from tests.support.instances import RoomcastProcess
 
 FRAMES = 100
 FRAME_BYTES = 900_000
-RSS_GROWTH_LIMIT = 5 * 1024 * 1024
+# Held attachments grew RSS by ~1 MB a frame (96.7 MB over 100); a few frames in the
+# socket and parser buffers at a time are not held (2-5 MB seen, 5.3 MB on a loaded
+# machine), so the bound sits well between the two.
+RSS_GROWTH_LIMIT = 20 * 1024 * 1024
 
 
 def rss_bytes(pid: int) -> int:
