@@ -284,15 +284,7 @@ function renderPresence() {
 
 // -- detections, progress, notifications -------------------------------------------------
 
-function busyWait(ms) {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    // a slow viewer: the socket's buffer fills and the server skips frames for us
-  }
-}
-
 function onDetection(event) {
-  if ($("slow").checked) busyWait(25);
   stats.frames += 1;
   stats.skipped += event.skipped || 0;
   const now = Date.now();
