@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 from ..auth.tokens import mint_access_token
 from ..broadcast.service import EventBroadcastService
 from ..config import Settings
+from ..domain import JSON
 from ..observability.logging import get_logger
-from ..types import JSON
 from .assets import MISSING_HELP, find_libraries
 from .config import DemoConfig, user_id_for
 from .state import HistoryReader, load_state

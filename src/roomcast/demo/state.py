@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 
-from ..types import JSON, HistoryPage, Publication
+from ..domain import JSON, HistoryPage, Publication
 
 HistoryReader = Callable[[str, int, int], Awaitable[HistoryPage]]
 PAGE = 1000

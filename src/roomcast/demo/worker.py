@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from ..broadcast.service import EventBroadcastService
+from ..domain import JSON
 from ..errors import RoomcastError
 from ..observability.logging import get_logger
-from ..types import JSON
 from .config import DemoConfig
 
 # What is in the page's generated street scene (static/scene.js): label, x, y, w, h.
