@@ -50,6 +50,7 @@ from .transport.http_api import HttpServices, build_router, install_error_handle
 from .transport.internals import AfterConnectManager, WiredASGIApp, WiredSocketIOServer
 from .transport.outlet import EngineIOOutlet
 from .transport.packets import GatewayPacket
+from .transport.refusals import Refusals
 
 
 class Roomcast:
@@ -167,6 +168,7 @@ class Roomcast:
             stats=self.stats,
             readiness=self.readiness,
             metrics=self.metrics,
+            refusals=Refusals(self.metrics),
         )
         self.housekeeping = Housekeeping(
             chores=[

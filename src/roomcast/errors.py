@@ -28,6 +28,7 @@ one place each; the core raises them and never formats replies itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -154,3 +155,19 @@ class OutcomeUnknown(BrokerUnavailable):
     """
 
     code = "outcome_unknown"
+
+
+def invalid_payload(
+    errors: Sequence[Mapping[str, Any]], *, where: str, prefix: str = "", limit: int = 1
+) -> InvalidPayload:
+    """The one translation of a validation failure into InvalidPayload.
+
+    `errors` is pydantic's `ValidationError.errors()` (FastAPI's RequestValidationError
+    has the same shape): the first `limit` of them, each as "<loc>: <msg>", where an
+    error with no location is said to be in `where` (the body, the payload, ...).
+    """
+    shown = list(errors[:limit]) or [{"loc": (), "msg": "invalid request"}]
+    parts = [
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or where}: {e.get('msg')}" for e in shown
+    ]
+    return InvalidPayload(prefix + "; ".join(parts))

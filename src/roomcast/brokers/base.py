@@ -35,7 +35,7 @@ from typing import Protocol
 
 from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from ..editing.rules import AnnotationWrite
-from ..errors import RoomcastError
+from ..errors import BrokerUnavailable, RoomcastError
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,11 @@ class PublishOutcome:
 
 
 PublishResult = PublishOutcome | RoomcastError  # one event of publish_many
+
+
+def unavailable(count: int, message: str) -> list[PublishResult]:
+    """One BrokerUnavailable per event, each its own (a caller may add to its details)."""
+    return [BrokerUnavailable(message) for _ in range(count)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..errors import BrokerUnavailable, RoomcastError
-from .base import PublishCommand, PublishOutcome, PublishResult
+from ..errors import RoomcastError
+from .base import PublishCommand, PublishOutcome, PublishResult, unavailable
 
 # (commands) or, for a coalescer with a timeout, (commands, deadline=loop time)
 PublishMany = Callable[..., Awaitable[list[PublishResult]]]
@@ -89,10 +89,10 @@ class PublishCoalescer:
         if not commands:
             return []
         if self._closed:
-            return _unavailable(len(commands), "the broker is closed")
+            return unavailable(len(commands), "the broker is closed")
         if self._pending_events + len(commands) > self._max_pending:
             waiting = self._pending_events
-            return _unavailable(len(commands), f"{waiting} publishes already waiting for Redis")
+            return unavailable(len(commands), f"{waiting} publishes already waiting for Redis")
         loop = asyncio.get_running_loop()
         deadline = math.inf if self._timeout is None else loop.time() + self._timeout
         request = _Request(commands, loop.create_future(), deadline)
@@ -137,7 +137,7 @@ class PublishCoalescer:
             for request in batch:
                 if not request.future.done():
                     request.future.set_result(
-                        _unavailable(len(request.commands), "the broker closed mid-publish")
+                        unavailable(len(request.commands), "the broker closed mid-publish")
                     )
             raise
         finally:
@@ -155,13 +155,9 @@ class PublishCoalescer:
             request = self._pending.popleft()
             if not request.future.done():
                 request.future.set_result(
-                    _unavailable(len(request.commands), "the broker is closed")
+                    unavailable(len(request.commands), "the broker is closed")
                 )
         self._pending_events = 0
-
-
-def _unavailable(count: int, message: str) -> list[PublishResult]:
-    return [BrokerUnavailable(message) for _ in range(count)]
 
 
 def _as_error(exc: Exception) -> RoomcastError:

@@ -22,7 +22,7 @@ from ..editing.rules import (
     lock_event_data,
 )
 from ..errors import Conflict, Locked
-from ..history.recovery import decide
+from ..history.recovery import history_reaches
 from ..ids import new_epoch, new_event_id
 from .base import (
     BrokerSink,
@@ -167,17 +167,17 @@ class MemoryBroker:
         if since_seq >= state.seq:
             return HistoryPage(state.epoch, state.seq, (), complete=True)
         oldest = state.history[0].seq if state.history else state.seq + 1
-        recovery = decide(StreamPosition(state.epoch, since_seq), state.epoch, oldest, state.seq)
+        complete = history_reaches(since_seq, oldest)
         events: tuple[Publication, ...] = ()
-        if recovery.replay_from is not None:
-            start = recovery.replay_from - oldest
+        if complete:
+            start = since_seq + 1 - oldest
             events = tuple(
                 state.history[i] for i in range(start, min(len(state.history), start + limit))
             )
-        elif not recovery.recovered and since_seq < state.seq:
-            # Not recoverable: hand out what is left, flagged incomplete.
+        else:
+            # History no longer reaches back: hand out what is left, flagged incomplete.
             events = tuple(list(state.history)[:limit])
-        return HistoryPage(state.epoch, state.seq, events, complete=recovery.recovered)
+        return HistoryPage(state.epoch, state.seq, events, complete=complete)
 
     # fan-out ---------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from ..backoff import Backoff
 from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
 from ..errors import BrokerUnavailable, OutcomeUnknown, RoomcastError
-from ..history.recovery import decide
+from ..history.recovery import history_reaches
 from ..ids import new_epoch, new_event_id
 from ..observability.logging import get_logger
 from .base import (
@@ -37,10 +37,11 @@ from .base import (
     PublishCommand,
     PublishOutcome,
     PublishResult,
+    unavailable,
 )
 from .coalesce import PublishCoalescer
 from .failover_settle import Settled, settle
-from .redis_batch import RoomCall, guard_error, pack, pipelines, plan, unavailable
+from .redis_batch import RoomCall, guard_error, pack, pipelines, plan
 from .redis_client import (
     OPERATION_TIMEOUT,
     UNAVAILABLE_REPLIES,
@@ -276,8 +277,7 @@ class RedisBroker:
         events = tuple(Publication.from_envelope(json.loads(e)) for e in result[3:])
         if since_seq >= head:
             return HistoryPage(epoch, head, (), complete=True)
-        recovery = decide(StreamPosition(epoch, since_seq), epoch, oldest, head)
-        return HistoryPage(epoch, head, events, complete=recovery.recovered)
+        return HistoryPage(epoch, head, events, complete=history_reaches(since_seq, oldest))
 
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))

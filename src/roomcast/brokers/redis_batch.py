@@ -12,15 +12,14 @@ an event has one (see the script's header).
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import JSON, Publication
-from ..errors import BrokerUnavailable, Conflict, Locked, RoomcastError
+from ..errors import Conflict, Locked, RoomcastError
+from ..ids import new_event_ids
 from .base import PublishCommand, PublishOutcome, PublishResult
 from .redis_keys import KeyLayout
 
@@ -28,10 +27,6 @@ MAX_CALL_EVENTS = 500  # events of one room in one script call
 MAX_CALL_BYTES = 1 << 20  # data bytes of one script call
 MAX_PIPELINE_EVENTS = 2000  # events in one pipeline (one deadline)
 
-# RFC 4648 base32 -> Crockford's, the alphabet of ULIDs
-_CROCKFORD = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -88,7 +83,7 @@ def plan(
 ) -> list[RoomCall]:
     """The script calls that publish `commands`, each room's in batch order."""
     calls: list[RoomCall] = []
-    ids = event_ids(len(commands), now)
+    ids = new_event_ids(len(commands), now)
     open_calls: dict[str, RoomCall] = {}  # room -> its call still taking events
     for slot, command in enumerate(commands):
         room = command.room
@@ -121,18 +116,6 @@ def pipelines(calls: list[RoomCall]) -> Iterator[list[RoomCall]]:
         events += len(call.slots)
     if group:
         yield group
-
-
-def event_ids(count: int, now_ms: int) -> list[str]:
-    """`count` event ids as ids.new_event_id makes them (ULIDs), for one instant.
-
-    Made in bulk (one random read, one base32 pass) because one at a time they
-    cost the publisher as much as encoding the event.
-    """
-    stamp = base64.b32encode((now_ms << 30).to_bytes(10, "big"))[:10].translate(_CROCKFORD)
-    tails = base64.b32encode(os.urandom(10 * count)).translate(_CROCKFORD).decode()
-    prefix = stamp.decode()
-    return [prefix + tails[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 def _encode(
@@ -187,11 +170,6 @@ def pack(calls: list[RoomCall], sha: str, prelude: list[Any]) -> bytes:
         parts.append(shared)
         parts.extend(_bulk(str(arg).encode()) for arg in call.args)
     return b"".join(parts)
-
-
-def unavailable(count: int, message: str) -> list[PublishResult]:
-    """One BrokerUnavailable per event (each caller raises its own)."""
-    return [BrokerUnavailable(message) for _ in range(count)]
 
 
 def guard_error(code: str, details: str, annotation_id: str) -> RoomcastError:

@@ -1,6 +1,9 @@
 """Whether a client's position can be recovered from a room's history.
 
-Pure: given the room's epoch, the oldest seq still stored and the head, decide.
+Recovery is decided here alone. A broker reports only what its history holds
+(`HistoryPage.complete`, from `history_reaches`: does it still reach back to the
+event after the one asked for?); `is_recoverable` decides on the first page of a
+replay, and `decide` is the whole rule stated on the room's bounds. Pure functions.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ def decide(since: StreamPosition | None, epoch: str, oldest_seq: int, head: int)
     if since.seq + 1 < oldest_seq:
         return Recovery(recovered=False, replay_from=None)
     return Recovery(recovered=True, replay_from=since.seq + 1)
+
+
+def history_reaches(since_seq: int, oldest_seq: int) -> bool:
+    """Whether history still holds every event after `since_seq` (`oldest_seq` is the
+    first seq stored, head + 1 when history is empty)."""
+    return since_seq + 1 >= oldest_seq
 
 
 def is_recoverable(since: StreamPosition, page: HistoryPage) -> bool:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..domain import JSON
-from ..errors import InvalidPayload, InvalidType
+from ..errors import InvalidPayload, InvalidType, invalid_payload
 
 Coord = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -225,12 +225,6 @@ class EventTypes:
         try:
             return event_type.model.model_validate(data)
         except ValidationError as exc:
-            raise InvalidPayload(f"invalid {name} data: {_summarise(exc)}") from None
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "data"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+            raise invalid_payload(
+                exc.errors(), where="data", prefix=f"invalid {name} data: ", limit=3
+            ) from None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
+from ..errors import invalid_payload
 from .events import Actor
 
 _ID = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -96,3 +97,15 @@ def json_size(value: Any) -> int:
         exact = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return len(exact.encode())
     return len(text)
+
+
+def parse_request(model: type[BaseModel], data: Any, *, where: str) -> Any:
+    """Validate a request body (HTTP) or event argument (Socket.IO) against its model.
+
+    Raises InvalidPayload naming the first field that does not fit (`where` when the
+    error has no field: the whole body or payload).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_payload(exc.errors(), where=where) from None

@@ -51,8 +51,7 @@ class FastPublish:
             body = await _read_body(receive)
             status, payload = 200, await handler(self._rc, body)
         except RoomcastError as exc:
-            self._rc.metrics.refusals.labels(exc.code).inc()
-            status, payload = exc.http_status, {"error": exc.to_wire()}
+            status, payload = self._rc.refusals.http(exc)
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         await send(
             {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ..auth.tokens import TokenVerifier
 from ..config import Settings
@@ -42,12 +42,14 @@ from ..protocol.requests import (
     LockRequest,
     UnlockRequest,
     json_size,
+    parse_request,
 )
 from ..ratelimit.bucket import BucketMap, TokenBucket
 from ..rooms.service import RoomService
 from .internals import engine_binding
 from .outlet import EngineIOOutlet
 from .packets import JUNK_EVENT, GatewayPacket, Junk
+from .refusals import Refusals, wire_error
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _CloseRequest = tuple[str, str, JSON | None]  # sid, reason, the status to send first
@@ -91,6 +93,7 @@ class SocketGateway:
         self._outlet = outlet
         self._types = event_types
         self._metrics = metrics
+        self._refusals = Refusals(metrics)
         self._clock = clock
         self.connections = ConnectionTable()
         self.draining = False
@@ -157,7 +160,7 @@ class SocketGateway:
         try:
             conn = await self._admit_connection(sid, environ, auth)
         except RoomcastError as exc:
-            self._metrics.refusals.labels(exc.code).inc()
+            self._refusals.count(exc)
             self._log.info("connection.refused", sid=sid, code=exc.code)
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code, "temporary": exc.temporary}
@@ -408,7 +411,7 @@ class SocketGateway:
     async def _dispatch(self, sid: str, event: str, args: tuple[Any, ...]) -> JSON:
         conn = self.connections.get(sid)
         if conn is None:
-            return _error(Forbidden("not connected"))
+            return wire_error(Forbidden("not connected"))
         junk = self._junk_of(event, args)
         if junk is not None:
             self._note_junk(conn, event, junk)
@@ -424,8 +427,7 @@ class SocketGateway:
                 return await handler(conn, _parse(model, data))
             return await self._rooms.publish(conn, event, _parse(ClientPublish, data))
         except RoomcastError as exc:
-            self._metrics.refusals.labels(exc.code).inc()
-            return _error(exc)
+            return self._refusals.ack(exc)
         except Exception:
             self._log.exception("event.failed", sid=sid, event_name=event[:64])
             return {"ok": False, "error": {"code": "internal", "message": "internal error"}}
@@ -445,17 +447,8 @@ class SocketGateway:
 def _parse(model: type[BaseModel], data: Any) -> Any:
     if not isinstance(data, dict):
         raise InvalidPayload("the event argument must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise InvalidPayload(f"{where}: {first['msg']}") from None
+    return parse_request(model, data, where="payload")
 
 
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
-
-
-def _error(exc: RoomcastError) -> JSON:
-    return {"ok": False, "error": exc.to_wire()}

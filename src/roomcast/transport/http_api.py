@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -43,6 +43,7 @@ from ..errors import (
     PayloadTooLarge,
     RoomcastError,
     Unauthorized,
+    invalid_payload,
 )
 from ..observability.metrics import Metrics
 from ..observability.stats import InstanceStats
@@ -53,6 +54,7 @@ from ..protocol.requests import (
     PublishBody,
     json_size,
     loads_strict,
+    parse_request,
 )
 from ..rooms.names import RoomKinds
 from . import http_docs as docs
@@ -69,6 +71,7 @@ from .http_docs import (
     ReadyBody,
     StatsBody,
 )
+from .refusals import Refusals
 
 
 class HistoryReader(Protocol):
@@ -105,6 +108,8 @@ class HttpServices:
     stats: InstanceStats
     readiness: ReadinessCheck
     metrics: Metrics
+    refusals: Refusals
+
 
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
@@ -116,17 +121,15 @@ _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 class ErrorMapper:
     """Turns an error raised on a roomcast route into its SPEC 6 response."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._refusals = metrics.refusals
+    def __init__(self, refusals: Refusals) -> None:
+        self._refusals = refusals
 
     def response(self, exc: Exception) -> JSONResponse:
         if isinstance(exc, RoomcastError):
-            self._refusals.labels(exc.code).inc()
-            return JSONResponse({"error": exc.to_wire()}, status_code=exc.http_status)
+            status, body = self._refusals.http(exc)
+            return JSONResponse(body, status_code=status)
         if isinstance(exc, RequestValidationError):
-            first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-            where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-            return self.response(InvalidPayload(f"{where}: {first.get('msg')}"))
+            return self.response(invalid_payload(exc.errors(), where="request"))
         if isinstance(exc, StarletteHTTPException):
             code = _HTTP_CODES.get(exc.status_code, "http_error")
             return JSONResponse(
@@ -167,7 +170,7 @@ def roomcast_route_class(mapper: ErrorMapper) -> type[APIRoute]:
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     """Answer the paths no route matches as SPEC 6 says (only on roomcast's own app)."""
-    mapper = ErrorMapper(metrics)
+    mapper = ErrorMapper(Refusals(metrics))
 
     async def on_error(request: Request, exc: Exception) -> Response:
         return mapper.response(exc)
@@ -195,12 +198,7 @@ def _json_size(value: Any) -> int:
 
 
 def _parse(model: type[BaseModel], body: Any) -> Any:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidPayload(f"{where}: {first['msg']}") from None
+    return parse_request(model, body, where="body")
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -293,7 +291,7 @@ async def publish_many(rc: HttpServices, raw: bytes) -> JSON:
         # Nothing was published: the whole request fails (503), as one publish would.
         raise next(e for e in errors if e.temporary)
     for error in errors:
-        rc.metrics.refusals.labels(error.code).inc()
+        rc.refusals.count(error)
     return {
         "results": [{"error": r.to_wire()} if isinstance(r, RoomcastError) else r for r in results]
     }
@@ -306,7 +304,7 @@ def build_router(app: FastAPI, rc: HttpServices) -> None:
     """Add roomcast's routes to a FastAPI application, leaving its other routes alone."""
     settings = rc.settings
     keys = [k.encode() for k in settings.api_key_list]
-    route_class = roomcast_route_class(ErrorMapper(rc.metrics))
+    route_class = roomcast_route_class(ErrorMapper(rc.refusals))
     # Read for the OpenAPI document's security scheme; the key is checked below with
     # the function the fast publish path uses.
     bearer = HTTPBearer(
@@ -500,4 +498,3 @@ def build_router(app: FastAPI, rc: HttpServices) -> None:
         return PlainTextResponse(rc.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(ops)
-
