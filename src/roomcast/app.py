@@ -25,7 +25,6 @@ from fastapi import FastAPI
 from . import __version__
 from .auth.tokens import TokenVerifier
 from .broadcast.control import ControlRouter
-from .broadcast.fanout import LocalFanout
 from .broadcast.service import EventBroadcastService
 from .brokers.base import Broker
 from .brokers.factory import make_stores
@@ -34,6 +33,7 @@ from .demo import add_demo_routes
 from .domain import Counters
 from .errors import RoomcastError
 from .housekeeping import Housekeeping
+from .hub.hub import LocalHub
 from .observability.logging import get_logger
 from .observability.memory_gauge import RedisMemoryGauge
 from .observability.metrics import Metrics
@@ -103,20 +103,20 @@ class Roomcast:
             self.sio, settings.send_queue_limit, settings.send_buffer_limit_bytes
         )
         self.control = ControlRouter()
-        self.fanout = LocalFanout(
+        self.hub = LocalHub(
             self.outlet,
             on_slow_consumer=self._slow_consumer,
             on_control=self.control,
             on_delivered=self._on_delivered,
             observe_lag=self.metrics.fanout_lag.observe,
             skippable=self.event_types.skippable(),
+            subscriber=self.broker,
         )
-        self.broker.attach(self.fanout)
+        self.broker.attach(self.hub)
         self.rooms = RoomService(
             broker=self.broker,
             presence=self.presence,
-            fanout=self.fanout,
-            outlet=self.outlet,
+            hub=self.hub,
             kinds=self.kinds,
             event_types=self.event_types,
             verifier=self.verifier,
@@ -157,7 +157,7 @@ class Roomcast:
             metrics=self.metrics,
             counters=self.counters,
             connection_count=self.gateway.connections.__len__,
-            room_count=self.fanout.room_count,
+            room_count=self.hub.room_count,
         )
         self.http = HttpServices(
             settings=settings,
@@ -251,12 +251,18 @@ class Roomcast:
         await self.gateway.drain(self.settings.drain_batch_size, pause_seconds)
 
     def leak_check(self) -> dict[str, int]:
-        """Sizes of every per-connection table, for churn tests."""
+        """Sizes of every per-connection table, for churn tests.
+
+        The hub is the one table of who is in which room (rooms with members, and the
+        broker subscriptions they drive); what remains beside it is per connection
+        (the gateway's table and its pending closes, the outlet's sockets) or held by
+        the presence backend for its own bookkeeping.
+        """
         sizes = {
             "connections": self.gateway.connections.size(),
+            "close_requests": self.gateway.pending_closes(),
             "outlet": self.outlet.size(),
-            "fanout_rooms": self.fanout.room_count(),
-            "subscriptions": self.rooms.subscriptions.size(),
+            "hub": self.hub.size(),
             "presence": self.presence.size(),
         }
         return sizes

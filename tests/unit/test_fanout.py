@@ -1,4 +1,4 @@
-"""LocalFanout over a recording Outlet (a pure in-process stand-in for the transport)."""
+"""LocalHub over a recording Outlet (a pure in-process stand-in for the transport)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomcast.broadcast.fanout import SKIPPED_EVENT, DrainSignal, LocalFanout, Outlet
 from roomcast.domain import JSON, Publication
+from roomcast.hub.hub import SKIPPED_EVENT, DrainSignal, LocalHub, Outlet
 
 DETECTION_ROOM = "detection_stream_t1"
 ROOM = "annotation_s1"
@@ -65,7 +65,7 @@ class Harness:
         self.slow: list[str] = []
         self.controls: list[JSON] = []
         self.delivered: list[tuple[str, int]] = []
-        self.fanout = LocalFanout(
+        self.fanout = LocalHub(
             outlet,
             on_slow_consumer=self.slow.append,
             on_control=self.controls.append,

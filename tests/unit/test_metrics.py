@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from roomcast.broadcast.fanout import LocalFanout
 from roomcast.broadcast.service import EventBroadcastService
 from roomcast.brokers.base import MemoryUsage
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.brokers.redis_memory import parse_figure
 from roomcast.domain import JSON, Publication
 from roomcast.errors import BrokerUnavailable, InvalidPayload
+from roomcast.hub.hub import LocalHub
 from roomcast.observability.memory_gauge import RedisMemoryGauge
 from roomcast.observability.metrics import Metrics
 from roomcast.transport.health import Readiness
@@ -120,9 +120,9 @@ def publication(seq: int, ts: int) -> Publication:
     return Publication(id=f"e{seq}", type=TYPE, room=ROOM, epoch="ep", seq=seq, ts=ts, data=DATA)
 
 
-def fanout_with_lags(now: float) -> tuple[LocalFanout, list[float]]:
+def fanout_with_lags(now: float) -> tuple[LocalHub, list[float]]:
     lags: list[float] = []
-    fanout = LocalFanout(
+    fanout = LocalHub(
         NullOutlet(),
         on_slow_consumer=lambda sid: None,
         on_control=lambda message: None,

@@ -11,20 +11,19 @@ import time
 from typing import Any
 
 from ..auth.tokens import TokenVerifier
-from ..broadcast.fanout import LocalFanout, Outlet
 from ..brokers.base import Broker, PublishCommand
 from ..connections import Connection
-from ..domain import JSON, Member, PresenceChange, Publication, StreamPosition
+from ..domain import JSON, Member, PresenceChange, StreamPosition
 from ..editing.rules import AnnotationWrite
 from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
 from ..history.recovery import is_recoverable
+from ..hub.hub import LocalHub
 from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, can_join
-from .subscriptions import Subscriptions
 
 
 class RoomService:
@@ -33,8 +32,7 @@ class RoomService:
         *,
         broker: Broker,
         presence: PresenceStore,
-        fanout: LocalFanout,
-        outlet: Outlet,
+        hub: LocalHub,
         kinds: RoomKinds,
         event_types: EventTypes,
         verifier: TokenVerifier,
@@ -48,8 +46,7 @@ class RoomService:
     ) -> None:
         self._broker = broker
         self._presence = presence
-        self._fanout = fanout
-        self._outlet = outlet
+        self._hub = hub
         self._kinds = kinds
         self._types = event_types
         self._verifier = verifier
@@ -60,7 +57,6 @@ class RoomService:
         self._lease_ttl = lease_ttl_ms
         self._lease_max_ttl = lease_max_ttl_ms
         self._hook = join_hook
-        self.subscriptions = Subscriptions(broker)
 
     @property
     def kinds(self) -> RoomKinds:
@@ -87,29 +83,27 @@ class RoomService:
             if room.kind.counts_toward_max_rooms and joined >= self._max_rooms:
                 raise TooManyRooms(f"at most {self._max_rooms} rooms per connection")
             await self.authorize(conn, room, request.token)
-            await self.subscriptions.acquire(room.name)
-        self._fanout.add(room.name, conn.sid, catching_up=True)
+            await self._hub.join(room.name, conn.sid)
+        else:
+            self._hub.add(room.name, conn.sid, catching_up=True)
         ack: JSON | None = None
         try:
             ack = await self._catch_up(conn, room, request)
         finally:
             if ack is None and not rejoin:
-                self._fanout.remove(room.name, conn.sid)
-                await self.subscriptions.release(room.name)
+                await self._hub.leave(room.name, conn.sid)
             elif ack is None:
                 # A failed replay leaves the member live: it may ask again.
-                for publication in self._fanout.go_live(room.name, conn.sid, 0):
-                    self._send(conn.sid, publication)
+                self._hub.hand_over(room.name, conn.sid, 0)
         conn.rooms.add(room.name)
-        self._metrics.rooms.set(self._fanout.room_count())
+        self._metrics.rooms.set(self._hub.room_count())
         return ack
 
     async def _catch_up(self, conn: Connection, room: RoomRef, request: JoinRequest) -> JSON:
         """Replay, gather the snapshot, then switch the member to live delivery.
 
-        Every await happens before the switch, and the switch and the ack go out
-        without one, so the client sees history, parked live events, the ack, then
-        live events, in seq order without gap or duplicate.
+        Every await happens before the switch (`LocalHub.hand_over`), and the switch
+        and the ack go out without one: the hub's replay-to-live invariant.
         """
         name = room.name
         since = request.since
@@ -132,9 +126,7 @@ class RoomService:
             presence = await self._presence.members(name)
         locks = await self._broker.leases(name) if room.kind.has_leases else []
         # The switch: no await from here to the ack.
-        for publication in self._fanout.go_live(name, conn.sid, last):
-            self._send(conn.sid, publication)
-            last = publication.seq
+        last = self._hub.hand_over(name, conn.sid, last)
         return {
             "ok": True,
             "room": name,
@@ -157,18 +149,15 @@ class RoomService:
             if replayed == 0 and not is_recoverable(since, page):
                 return page.epoch, page.head, False, 0
             for publication in page.events:
-                self._send(conn.sid, publication)
+                if not await self._hub.replay(conn.sid, publication):
+                    # A slow consumer, being closed: it was not brought up to date.
+                    self._metrics.replayed.inc(replayed)
+                    return page.epoch, last, False, replayed
                 last = publication.seq
-            replayed += len(page.events)
+                replayed += 1
             if not page.events or last >= page.head:
                 self._metrics.replayed.inc(replayed)
                 return page.epoch, last, True, replayed
-
-    def _send(self, sid: str, publication: Publication) -> None:
-        # Forced: a replay is bounded by the history size and must not be cut short.
-        self._outlet.push(
-            sid, self._outlet.encode(publication.type, publication.envelope()), force=True
-        )
 
     # leave -----------------------------------------------------------------------
 
@@ -183,14 +172,14 @@ class RoomService:
     async def drop_membership(self, conn: Connection, room: str) -> None:
         """Take the connection out of a room: presence, its leases if last, the subscription."""
         conn.rooms.discard(room)
-        self._fanout.remove(room, conn.sid)
+        self._hub.remove(room, conn.sid)
         try:
             await self.announce_departure(
                 await self._presence.remove(room, conn.identity.user_id, conn.sid)
             )
         finally:
-            await self.subscriptions.release(room)
-            self._metrics.rooms.set(self._fanout.room_count())
+            await self._hub.release(room)
+            self._metrics.rooms.set(self._hub.room_count())
 
     async def announce_departure(self, change: PresenceChange) -> None:
         """A user's last connection left a room (here, or on an instance found dead).

@@ -96,7 +96,7 @@ class EngineIOOutlet:
             wire.write_frames(frames)  # False: closing, and Engine.IO is closing it
 
     def notify_drained(self, sid: str, callback: Callable[[], None]) -> None:
-        """Call `callback` once this socket's backlog drained (fanout.DrainSignal).
+        """Call `callback` once this socket's backlog drained (hub.DrainSignal).
 
         What held the socket back is waited out: its Engine.IO queue, found empty by
         its writer (internals E9), or its WebSocket transport's buffer (U9).

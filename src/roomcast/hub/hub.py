@@ -1,23 +1,38 @@
-"""LocalFanout: hands each room event to this instance's members of the room.
+"""LocalHub: this instance's rooms and members, and the one road to a socket.
+
+The hub holds room -> members, and its room table is the reference count that
+drives the broker: the first member of a room on this instance subscribes to the
+room's stream (`join`), the last one to leave unsubscribes (`leave`). Every event
+pushed to a member goes through it, replayed (`replay`) or live (`on_publication`),
+under one slow-consumer policy: a member whose queue is full misses a skippable
+event (see below) and is otherwise disconnected as `slow_consumer`; a replay, which
+the server pulls and so can pace, first waits (REPLAY_DRAIN_SECONDS at most) for
+the member's backlog to drain instead, so that no join pushes more than the
+per-connection bound at once.
+
+The replay-to-live invariant, stated once: a joining member is parked
+(`catching_up`) before anything is read for it, so every live event from then on is
+kept in its buffer; the replay sends stored events after the client's position; then
+`go_live` hands over the parked events newer than the last one replayed and makes the
+member live, and the caller sends those and the join ack without an await in between.
+The client therefore sees the replay, the parked events, the ack, then live events:
+in seq order, with no gap (the buffer began before the history read) and no
+duplicate (parked events at or below the last replayed seq are dropped).
 
 The hot path encodes an event once and gives the same packet to every recipient;
 per recipient there is one queue-length check and one enqueue. Two things break
-that uniformity, both rare and both off the common path:
-
-- A member still catching up from history (`buffer` is a list) has live events
-  parked until its replay finished, so the replay-to-live switch has no gap and no
-  duplicate.
-- A member whose queue is full: for an event type marked `skippable` (the built-in
-  `detection_event`) it is skipped and its next such event carries `skipped: n`;
-  otherwise it is disconnected with reason `slow_consumer`. A skipped member that
-  catches up while the stream is quiet is not left waiting for a next event: when
-  its backlog drains (the outlet says so, `DrainSignal`), it is sent the unsequenced
-  notice
-  `skipped {"room", "skipped": n, "seq": <the last seq skipped>}` instead.
+that uniformity, both rare and both off the common path: a member still catching up
+(`buffer` is a list), and a member whose queue is full. For an event type marked
+`skippable` (the built-in `detection_event`) the latter is skipped and its next such
+event carries `skipped: n`; a skipped member that catches up while the stream is
+quiet is not left waiting for a next event: when its backlog drains (the outlet says
+so, `DrainSignal`), it is sent the unsequenced notice `skipped {"room", "skipped": n,
+"seq": <the last seq skipped>}` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +40,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..domain import JSON, Publication
 from ..protocol.events import BUILTIN_TYPES
+
+#: The longest a replay waits for a member's backlog to drain before the member is
+#: a slow consumer.
+REPLAY_DRAIN_SECONDS = 10.0
 
 _BUILTIN_SKIPPABLE = frozenset(t.name for t in BUILTIN_TYPES if t.skippable)
 
@@ -65,7 +84,23 @@ class _LocalRoom:
     members: dict[str, Membership] = field(default_factory=dict)
 
 
-class LocalFanout:
+def _resolver(future: asyncio.Future[None]) -> Callable[[], None]:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return resolve
+
+
+class Subscriber(Protocol):
+    """The part of the room streams the hub drives (brokers.base.RoomStreams)."""
+
+    async def subscribe(self, room: str) -> None: ...
+
+    async def unsubscribe(self, room: str) -> None: ...
+
+
+class LocalHub:
     """Room membership on this instance, and delivery to it (implements BrokerSink)."""
 
     def __init__(
@@ -78,12 +113,20 @@ class LocalFanout:
         observe_lag: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
         skippable: frozenset[str] = _BUILTIN_SKIPPABLE,
+        subscriber: Subscriber | None = None,
     ) -> None:
         """`observe_lag` gets, once per event, the seconds from its `ts` to its hand-over.
 
         `skippable`: the event types a full queue skips (EventTypes.skippable()).
+        `subscriber`: the broker `join` and `leave` subscribe and unsubscribe (only the
+        synchronous membership methods work without one).
         """
         self._skippable = skippable
+        self._subscriber = subscriber
+        self._live: set[str] = set()  # rooms the broker is subscribed to
+        # Serialises subscribe/unsubscribe so a quick leave-then-join of a room
+        # cannot reach the broker in the opposite order.
+        self._subscribing = asyncio.Lock()
         self._outlet = outlet
         self._observe_lag = observe_lag
         self._clock = clock
@@ -92,6 +135,77 @@ class LocalFanout:
         self._on_control = on_control
         self._on_delivered = on_delivered
         self._drain_signal = outlet if isinstance(outlet, DrainSignal) else None
+
+    # joining and leaving (membership and the broker subscription) ------------------
+
+    async def join(self, room: str, sid: str) -> None:
+        """Add a member, parked (catching up), and return once the room's delivery is live.
+
+        On failure the membership is undone, so the caller has nothing to undo.
+        """
+        self.add(room, sid, catching_up=True)
+        done = False
+        try:
+            if room not in self._live:
+                async with self._subscribing:
+                    if room not in self._live and room in self._rooms:
+                        await self._broker().subscribe(room)
+                        self._live.add(room)
+            done = True
+        finally:
+            if not done:
+                await self.leave(room, sid)
+
+    async def leave(self, room: str, sid: str) -> None:
+        """Remove a member; the room's last member here unsubscribes from its stream."""
+        self.remove(room, sid)
+        await self.release(room)
+
+    async def release(self, room: str) -> None:
+        """Unsubscribe from the room's stream if it has no member here (after `remove`:
+        a member removed at once gets nothing more, the broker is told after)."""
+        if room in self._rooms or room not in self._live:
+            return
+        async with self._subscribing:
+            if room in self._live and room not in self._rooms:
+                self._live.discard(room)
+                await self._broker().unsubscribe(room)
+
+    def _broker(self) -> Subscriber:
+        if self._subscriber is None:
+            raise RuntimeError("this hub has no broker to subscribe to")
+        return self._subscriber
+
+    def size(self) -> int:
+        """Rooms with a member here plus rooms subscribed to, for leak checks."""
+        return len(self._rooms) + len(self._live)
+
+    # replay ----------------------------------------------------------------------
+
+    async def replay(self, sid: str, publication: Publication) -> bool:
+        """Send one stored event to a member catching up; False if it is a slow consumer.
+
+        Within the per-connection bound the event goes at once; past it the replay
+        waits for the backlog to drain (REPLAY_DRAIN_SECONDS at most), and a member
+        that does not drain is closed as `slow_consumer` like a live one.
+        """
+        packet = self._outlet.encode(publication.type, publication.envelope())
+        if self._outlet.push(sid, packet):
+            return True
+        if self._drain_signal is None:
+            return self._outlet.push(sid, packet, force=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_DRAIN_SECONDS
+        while True:
+            drained: asyncio.Future[None] = loop.create_future()
+            self._drain_signal.notify_drained(sid, _resolver(drained))
+            try:
+                await asyncio.wait_for(drained, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self._on_slow_consumer(sid)
+                return False
+            if self._outlet.push(sid, packet):
+                return True
 
     # membership ------------------------------------------------------------------
 
@@ -121,6 +235,18 @@ class LocalFanout:
         parked = membership.buffer or []
         membership.buffer = None
         return [p for p in parked if p.seq > last_seq]
+
+    def hand_over(self, room: str, sid: str, last_seq: int) -> int:
+        """`go_live`, sending the parked events at once; returns the last seq sent.
+
+        The parked events go whatever the member's backlog: there are only as many as
+        arrived during its join, and the switch must not await.
+        """
+        for publication in self.go_live(room, sid, last_seq):
+            packet = self._outlet.encode(publication.type, publication.envelope())
+            self._outlet.push(sid, packet, force=True)
+            last_seq = publication.seq
+        return last_seq
 
     def remove(self, room: str, sid: str) -> bool:
         """Remove a member; True when the room has no member left here."""
