@@ -7,14 +7,10 @@ replies by the transport.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from ..auth.tokens import TokenVerifier
-from ..brokers.base import Broker, PublishCommand
+from ..brokers.base import Broker
 from ..connections import Connection
 from ..domain import JSON, Member, PresenceChange, StreamPosition
-from ..editing.rules import AnnotationWrite
 from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
 from ..history.recovery import is_recoverable
 from ..hub.hub import LocalHub
@@ -24,6 +20,7 @@ from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, can_join
+from .publish import Publisher, client_key
 
 
 class RoomService:
@@ -47,6 +44,7 @@ class RoomService:
         self._broker = broker
         self._presence = presence
         self._hub = hub
+        self._publisher = Publisher(broker, event_types, metrics)
         self._kinds = kinds
         self._types = event_types
         self._verifier = verifier
@@ -201,23 +199,17 @@ class RoomService:
             raise Forbidden(f"clients may not publish {event_type}")
         if room.name not in conn.rooms:
             raise NotJoined(f"join {room.name} before publishing to it")
-        data = self._types.validate(event_type, room.kind.name, request.data)
         identity = conn.identity
-        key = f"c:{identity.user_id}:{request.client_event_id}" if request.client_event_id else None
-        command = PublishCommand(
-            room=room.name,
-            type=event_type,
-            data=data,
+        command = self._publisher.command(
+            room,
+            event_type,
+            self._publisher.validate(room, event_type, request.data),
             actor=identity.actor(),
+            user_id=identity.user_id,
+            idempotency_key=client_key(identity.user_id, request.client_event_id),
             client_event_id=request.client_event_id,
-            idempotency_key=key,
-            guard=write_guard(event_type, data, identity.user_id),
         )
-        started = time.perf_counter()
-        outcome = await self._broker.publish(command)
-        self._metrics.publish_timer("client").observe(time.perf_counter() - started)
-        if not outcome.duplicate:
-            self._metrics.events_in.labels(event_type, "client").inc()
+        outcome = await self._publisher.publish(command, "client")
         pub = outcome.publication
         return {"ok": True, "id": pub.id, "epoch": pub.epoch, "seq": pub.seq}
 
@@ -251,17 +243,3 @@ class RoomService:
         room = self._annotation_room(conn, request.room)
         await self._broker.unlock(room.name, request.annotation_id, conn.identity.user_id)
         return {"ok": True}
-
-
-def write_guard(event_type: str, data: JSON, user_id: str) -> AnnotationWrite | None:
-    """The concurrency guard an event carries (only annotation_update has one)."""
-    if event_type != "annotation_update":
-        return None
-    fencing: Any = data.get("fencing_token")
-    return AnnotationWrite(
-        annotation_id=data["annotation_id"],
-        action=data["action"],
-        base_version=data.get("base_version"),
-        user_id=user_id,
-        fencing_token=fencing,
-    )
