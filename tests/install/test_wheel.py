@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -74,7 +75,9 @@ def installed() -> Iterator[InstalledWheel]:
 class Serve:
     """The venv's `roomcast serve` in a child process, stopped by its PID."""
 
-    def __init__(self, installed: InstalledWheel, redis_url: str, logdir: Path) -> None:
+    def __init__(
+        self, installed: InstalledWheel, redis_url: str | None, logdir: Path, *flags: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.logdir = logdir
@@ -84,15 +87,16 @@ class Serve:
                 "PYTHONUNBUFFERED": "1",
                 "ROOMCAST_HOST": HOST,
                 "ROOMCAST_PORT": str(self.port),
-                "ROOMCAST_REDIS_URL": redis_url,
                 "ROOMCAST_JWT_SECRET": SECRET,
                 "ROOMCAST_API_KEYS": API_KEY,
                 "ROOMCAST_LOG_LEVEL": "warning",
             }
         )
+        if redis_url is not None:
+            env["ROOMCAST_REDIS_URL"] = redis_url
         with (logdir / "serve.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(installed.roomcast), "serve"],
+                [str(installed.roomcast), "serve", *flags],
                 cwd=logdir,  # not the checkout: nothing there may be imported
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -211,3 +215,29 @@ async def test_installed_serve_and_worker_over_redis(
         await asyncio.to_thread(serve.stop)
         shutil.rmtree(workdir, ignore_errors=True)
     assert serve.proc.returncode == 0, serve.output()
+
+
+async def test_installed_demo_page_has_its_client_libraries(installed: InstalledWheel) -> None:
+    """`roomcast serve --demo` from the wheel serves the page and both JS libraries."""
+    workdir = Path(tempfile.mkdtemp(prefix="roomcast-wheel-demo-"))
+    serve = Serve(installed, None, workdir, "--demo")
+    try:
+        await serve.wait_ready()
+        async with httpx.AsyncClient(base_url=serve.url, timeout=5.0) as http:
+            page = await http.get("/demo")
+            assert page.status_code == 200, page.text[:300]
+            found = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.S)
+            assert found is not None, page.text[:300]
+            imports: dict[str, str] = json.loads(found.group(1))["imports"]
+            assert set(imports) >= {"roomcast-client", "socket.io-client"}, imports
+            for name, url in imports.items():
+                module = await http.get(url)
+                assert module.status_code == 200, (name, url, module.status_code)
+                assert "javascript" in module.headers["content-type"], (name, module.headers)
+                base = url.rsplit("/", 1)[0]
+                for relative in re.findall(r'from "\./([^"]+)"', module.text):
+                    imported = await http.get(f"{base}/{relative}")
+                    assert imported.status_code == 200, (name, relative, imported.status_code)
+    finally:
+        serve.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
