@@ -1,4 +1,6 @@
-"""The one contract suite, run over every implementation of each role."""
+"""The contract suites, one per role, run over every backend: memory, a standalone
+Redis, and Redis behind Sentinel (a master, a replica and three sentinels, started
+once per module: each test has its own key prefix)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ import pytest
 
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.brokers.redis import RedisBroker
-from roomcast.brokers.redis_client import connect
+from roomcast.brokers.redis_client import connect, disconnect
 from roomcast.config import Settings
 from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.presence.redis import RedisPresenceStore
-from tests.support.redis_procs import RedisServer
+from tests.support.redis_procs import RedisServer, SentinelCluster
 
 _prefixes = itertools.count()
 
@@ -29,7 +31,17 @@ def shared_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="module")
+def shared_sentinels() -> Iterator[SentinelCluster]:
+    """One Sentinel set for a module's contract tests (started once: it takes seconds)."""
+    cluster = SentinelCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -40,6 +52,10 @@ def settings_for(backend: str, request: pytest.FixtureRequest) -> Any:
         base: dict[str, Any] = {"key_prefix": f"t{next(_prefixes)}", "instance_id": "i1"}
         if backend == "redis":
             base["redis_url"] = request.getfixturevalue("shared_redis").url
+        elif backend == "sentinel":
+            cluster: SentinelCluster = request.getfixturevalue("shared_sentinels")
+            base["redis_sentinels"] = cluster.sentinels_setting
+            base["redis_sentinel_master"] = cluster.master_name
         base.update(overrides)
         return Settings(**base)
 
@@ -93,4 +109,4 @@ async def make_presence(backend: str, settings_for: Any) -> AsyncIterator[Any]:
 
     yield make
     for client in made:
-        await client.aclose()
+        await disconnect(client)  # the sentinels too, in Sentinel mode

@@ -13,7 +13,7 @@ from roomcast.brokers.redis_batch import MAX_CALL_EVENTS, MAX_PIPELINE_EVENTS
 from roomcast.domain import Member
 from roomcast.editing.rules import AnnotationWrite
 from roomcast.errors import Conflict, Locked
-from tests.contract.test_broker_contract import cmd
+from tests.contract.test_streams_contract import cmd
 
 
 def write(
