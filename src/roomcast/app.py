@@ -27,7 +27,6 @@ from .auth.tokens import TokenVerifier
 from .broadcast.control import ControlRouter
 from .broadcast.service import EventBroadcastService
 from .brokers.base import Broker
-from .brokers.factory import make_stores
 from .config import Settings
 from .demo import add_demo_routes
 from .domain import Counters
@@ -43,6 +42,7 @@ from .protocol.events import EventTypes
 from .rooms.names import RoomKinds
 from .rooms.policy import JoinHook
 from .rooms.service import RoomService
+from .stores import make_stores
 from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness

@@ -17,6 +17,7 @@ __all__ = [
     "InstanceInfo",
     "Lease",
     "Member",
+    "MemoryUsage",
     "PresenceChange",
     "Publication",
     "StreamPosition",
@@ -174,3 +175,12 @@ class Counters:
     """Per-instance totals shown by /api/v1/stats (mutable, owned by one app)."""
 
     events_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """The backend's memory, as its server reports it (Redis's INFO memory)."""
+
+    used_bytes: int  # used_memory
+    max_bytes: int  # maxmemory; 0 means no limit is set
+    measured_at_ms: int  # when it was measured (Unix ms), by whichever instance did

@@ -11,10 +11,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from roomcast.brokers.base import PublishCommand
-from roomcast.brokers.factory import make_broker
 from roomcast.brokers.redis import RedisBroker
 from roomcast.brokers.redis_keys import KeyLayout
 from roomcast.errors import BrokerUnavailable
+from roomcast.stores import make_broker
 from tests.support.redis_procs import SentinelCluster, sentinel_cluster
 from tests.support.server import Client, running_server, test_settings
 

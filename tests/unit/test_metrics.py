@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from roomcast.broadcast.service import EventBroadcastService
-from roomcast.brokers.base import MemoryUsage
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.brokers.redis_memory import parse_figure
-from roomcast.domain import JSON, Publication
+from roomcast.domain import JSON, MemoryUsage, Publication
 from roomcast.errors import BrokerUnavailable, InvalidPayload
 from roomcast.hub.hub import LocalHub
 from roomcast.observability.memory_gauge import RedisMemoryGauge

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..brokers.base import Broker, PublishCommand
-from ..brokers.factory import make_broker
 from ..config import Settings
 from ..domain import JSON
 from ..errors import InvalidPayload, InvalidRoom, RoomcastError
@@ -20,6 +19,7 @@ from ..observability.metrics import Metrics
 from ..protocol.events import Actor, EventTypes
 from ..rooms.names import RoomKinds
 from ..rooms.publish import Publisher, api_key
+from ..stores import make_broker
 
 
 class Published(NamedTuple):

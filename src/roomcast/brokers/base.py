@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from ..domain import JSON, HistoryPage, Lease, Member, MemoryUsage, Publication, StreamPosition
 from ..editing.rules import AnnotationWrite
 from ..errors import BrokerUnavailable, RoomcastError
 
@@ -64,15 +64,6 @@ PublishResult = PublishOutcome | RoomcastError  # one event of publish_many
 def unavailable(count: int, message: str) -> list[PublishResult]:
     """One BrokerUnavailable per event, each its own (a caller may add to its details)."""
     return [BrokerUnavailable(message) for _ in range(count)]
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryUsage:
-    """The backend's memory, as its server reports it (Redis's INFO memory)."""
-
-    used_bytes: int  # used_memory
-    max_bytes: int  # maxmemory; 0 means no limit is set
-    measured_at_ms: int  # when it was measured (Unix ms), by whichever instance did
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from ..domain import JSON, HistoryPage, Lease, Member, MemoryUsage, Publication, StreamPosition
 from ..editing.rules import (
     AnnotationState,
     active_lease,
@@ -27,7 +27,6 @@ from ..ids import new_epoch, new_event_id
 from .base import (
     BrokerSink,
     LockOutcome,
-    MemoryUsage,
     PublishCommand,
     PublishOutcome,
     PublishResult,

@@ -25,7 +25,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..backoff import Backoff
-from ..domain import JSON, HistoryPage, Lease, Member, Publication, StreamPosition
+from ..domain import JSON, HistoryPage, Lease, Member, MemoryUsage, Publication, StreamPosition
 from ..errors import BrokerUnavailable, OutcomeUnknown, RoomcastError
 from ..history.recovery import history_reaches
 from ..ids import new_epoch, new_event_id
@@ -33,7 +33,6 @@ from ..observability.logging import get_logger
 from .base import (
     BrokerSink,
     LockOutcome,
-    MemoryUsage,
     PublishCommand,
     PublishOutcome,
     PublishResult,

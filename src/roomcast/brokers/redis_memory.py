@@ -21,9 +21,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from ..domain import MemoryUsage
 from ..errors import RoomcastError
 from ..ids import new_event_id
-from .base import MemoryUsage
 from .redis_client import call, timeout_of
 
 FIGURE_LIFETIME_PERIODS = 3

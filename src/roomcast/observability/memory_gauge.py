@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..brokers.base import MemoryUsage
+from ..domain import MemoryUsage
 from ..errors import RoomcastError
 from .logging import get_logger
 from .metrics import Metrics

@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..brokers.base import MemoryUsage
+from ..domain import MemoryUsage
 
 # 0.1 ms .. 10 s: a publish over loopback Redis takes ~0.2-1 ms, a stalled one seconds.
 LATENCY_BUCKETS = (

@@ -1,15 +1,20 @@
-"""Choosing the broker and presence store from settings."""
+"""Choosing the broker and presence store from settings.
+
+Above both packages (brokers/, presence/): the Redis presence store shares the
+broker's Redis client and key layout, so choosing the two together belongs to
+neither.
+"""
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..presence.base import PresenceStore
-from ..presence.memory import MemoryPresenceStore
-from ..presence.redis import RedisPresenceStore
-from .base import Broker
-from .memory import MemoryBroker
-from .redis import RedisBroker
-from .redis_client import connect
+from .brokers.base import Broker
+from .brokers.memory import MemoryBroker
+from .brokers.redis import RedisBroker
+from .brokers.redis_client import connect
+from .config import Settings
+from .presence.base import PresenceStore
+from .presence.memory import MemoryPresenceStore
+from .presence.redis import RedisPresenceStore
 
 
 def make_broker(settings: Settings) -> Broker:
