@@ -78,7 +78,6 @@ class RedisPresenceStore:
 
     # presence ------------------------------------------------------------------------
 
-
     async def _call(self, awaitable: Any) -> Any:
         """A Redis call within redis_timeout_ms, like the broker's."""
         return await call(awaitable, self._timeout)
