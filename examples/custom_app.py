@@ -15,8 +15,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from roomcast import EventType, EventTypes, RoomKind, RoomKinds, RoomRef, Settings, create_app
-from roomcast.types import Identity
+from roomcast import (
+    EventType,
+    EventTypes,
+    Identity,
+    RoomKind,
+    RoomKinds,
+    RoomRef,
+    Settings,
+    create_app,
+)
 
 # review id -> users assigned to it; a real application asks its own database.
 ASSIGNED: dict[str, frozenset[str]] = {"r1": frozenset({"ann"})}

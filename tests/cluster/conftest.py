@@ -34,4 +34,5 @@ def cluster_settings(redis: RedisServer) -> Any:
 
     return make
 
+
 __all__ = ["redis_server"]  # imported so that pytest registers the fixture here
