@@ -82,6 +82,34 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("", description="required `aud` of tokens; empty: not checked")
     jwt_issuer: str = Field("", description="required `iss` of tokens; empty: not checked")
     jwt_leeway_seconds: float = Field(0, ge=0, description="clock leeway for `exp`, in seconds")
+    jwt_jwks_url: str = Field(
+        "", description="JWKS document of RS256/ES256/EdDSA keys chosen by kid; empty: none"
+    )
+    jwt_secrets: SecretStr | None = Field(
+        None, description="several comma-separated HS256 secrets, any of which verifies"
+    )
+    jwt_user_claim: str = Field("sub", description="claim (dotted path) holding the user id")
+    jwt_roles_claim: str = Field("roles", description="claim (dotted path) holding the roles")
+    jwt_projects_claim: str = Field(
+        "projects", description="claim (dotted path) holding the project ids"
+    )
+    proxy_join_url: str = Field(
+        "", description="the platform's join proxy, asked when no built-in rule admits"
+    )
+    proxy_publish_url: str = Field(
+        "", description="the platform's publish proxy, asked before a client event is sequenced"
+    )
+    proxy_timeout_ms: int = Field(2000, ge=1, description="how long a proxy may take to answer")
+    proxy_secret: SecretStr | None = Field(
+        None, description="HMAC secret signing proxy requests (X-Roomcast-Signature)"
+    )
+    webhook_url: str = Field("", description="where webhook batches are POSTed; empty: none")
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC secret signing webhook batches (X-Roomcast-Signature)"
+    )
+    webhook_events: str = Field(
+        "client_event,presence,room", description="comma-separated webhook event kinds"
+    )
     api_keys: SecretStr = Field(
         SecretStr(""), description="comma-separated keys of the HTTP API (Bearer)"
     )
@@ -168,6 +196,29 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("jwt_secrets")
+    @classmethod
+    def _all_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for secret in _split(value.get_secret_value()):
+                if len(secret.encode()) < MIN_SECRET_BYTES:
+                    raise ValueError(
+                        f"every secret of ROOMCAST_JWT_SECRETS must be at least "
+                        f"{MIN_SECRET_BYTES} bytes (make one with: {MAKE_A_SECRET})"
+                    )
+        return value
+
+    @property
+    def jwt_secret_list(self) -> list[str]:
+        """Every HS256 secret that verifies: jwt_secret first, then jwt_secrets."""
+        listed = _split(self.jwt_secrets.get_secret_value()) if self.jwt_secrets else []
+        first = [self.jwt_secret.get_secret_value()] if self.jwt_secret else []
+        return first + [s for s in listed if s not in first]
+
+    @property
+    def webhook_event_kinds(self) -> frozenset[str]:
+        return frozenset(_split(self.webhook_events))
+
     @model_validator(mode="after")
     def _check_leases(self) -> Settings:
         if self.lease_ttl_ms > self.lease_max_ttl_ms:
@@ -205,8 +256,16 @@ class Settings(BaseSettings):
     def missing_for_serving(self) -> list[str]:
         """Names of variables that must be set before a non-demo server may start."""
         missing = []
-        if self.jwt_secret is None and self.jwt_public_key is None:
-            missing.append("ROOMCAST_JWT_SECRET (or ROOMCAST_JWT_PUBLIC_KEY)")
+        if (
+            self.jwt_secret is None
+            and self.jwt_public_key is None
+            and self.jwt_secrets is None
+            and not self.jwt_jwks_url
+        ):
+            missing.append(
+                "ROOMCAST_JWT_SECRET (or ROOMCAST_JWT_SECRETS, ROOMCAST_JWT_PUBLIC_KEY,"
+                " ROOMCAST_JWT_JWKS_URL)"
+            )
         if not self.api_key_list:
             missing.append("ROOMCAST_API_KEYS")
         return missing

@@ -19,8 +19,9 @@
     ├── Locked                       locked (+ holder, expires_at)
     ├── NotFound                     not_found
     ├── Unauthorized                 unauthorized
-    └── BrokerUnavailable            broker_unavailable (temporary)
-        └── OutcomeUnknown           outcome_unknown (temporary)
+    ├── BrokerUnavailable            broker_unavailable (temporary)
+    │   └── OutcomeUnknown           outcome_unknown (temporary)
+    └── PlatformUnavailable          platform_unavailable (temporary)
 
 The edges (Socket.IO handlers, HTTP routes) turn any of these into a wire reply in
 one place each; the core raises them and never formats replies itself.
@@ -155,6 +156,15 @@ class OutcomeUnknown(BrokerUnavailable):
     """
 
     code = "outcome_unknown"
+
+
+class PlatformUnavailable(RoomcastError):
+    """The platform's join or publish proxy did not answer in time, answered 5xx, or is
+    unreachable (SPEC section 10): retry, with the same client_event_id for a publish."""
+
+    code = "platform_unavailable"
+    temporary = True
+    http_status = 503
 
 
 def invalid_payload(
