@@ -1,4 +1,4 @@
-"""The PresenceStore contract (presence/base.py), over memory and Redis."""
+"""The RoomPresence role (presence/base.py), over memory, Redis and Sentinel."""
 
 from __future__ import annotations
 
@@ -32,20 +32,19 @@ async def test_first_arrival_and_last_departure_are_reported_once(make_presence:
     assert await store.members(ROOM) == []
 
 
-async def test_connection_registry_enforces_the_limit(make_presence: Any) -> None:
+async def test_rooms_are_apart_and_a_room_nobody_joined_is_empty(make_presence: Any) -> None:
     store = await make_presence()
-    assert await store.register_connection("u", "s1", 2)
-    assert await store.register_connection("u", "s2", 2)
-    assert await store.register_connection("u", "s2", 2)  # same connection again
-    assert not await store.register_connection("u", "s3", 2)
-    assert await store.user_connections("u") == 2
-    await store.unregister_connection("u", "s1")
-    assert await store.register_connection("u", "s3", 2)
+    await store.add(ROOM, "ann", "Ann", "s1")
+    assert await store.members("annotation_other") == []
+    assert await store.member("annotation_other", "ann") is None
+    change = await store.add("annotation_other", "ann", "Ann", "s1")
+    assert change.joined is not None and change.count == 1  # first arrival there too
+    assert [m.user_id for m in await store.members(ROOM)] == ["ann"]
 
 
-async def test_heartbeat_lists_the_instance(make_presence: Any) -> None:
+async def test_with_every_instance_alive_nobody_is_reaped(make_presence: Any) -> None:
     store = await make_presence("inst-a")
-    await store.heartbeat(7)
-    instances = await store.instances()
-    assert [(i.instance_id, i.connections) for i in instances] == [("inst-a", 7)]
+    await store.heartbeat(1)
+    await store.add(ROOM, "ann", "Ann", "s1")
     assert await store.reap_dead() == []
+    assert [m.user_id for m in await store.members(ROOM)] == ["ann"]
