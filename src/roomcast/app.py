@@ -33,6 +33,7 @@ from .domain import Counters
 from .errors import RoomcastError
 from .housekeeping import Housekeeping
 from .hub.hub import LocalHub
+from .integration.proxy import Proxies
 from .observability.logging import get_logger
 from .observability.memory_gauge import RedisMemoryGauge
 from .observability.metrics import Metrics
@@ -113,6 +114,7 @@ class Roomcast:
             subscriber=self.broker,
         )
         self.broker.attach(self.hub)
+        self.proxies = Proxies(settings, self.metrics)
         self.rooms = RoomService(
             broker=self.broker,
             presence=self.presence,
@@ -127,6 +129,8 @@ class Roomcast:
             lease_ttl_ms=settings.lease_ttl_ms,
             lease_max_ttl_ms=settings.lease_max_ttl_ms,
             join_hook=join_hook,
+            join_proxy=self.proxies.join,
+            publish_proxy=self.proxies.publish,
         )
         self.gateway = SocketGateway(
             sio=self.sio,
@@ -223,6 +227,7 @@ class Roomcast:
         except RoomcastError as exc:
             self.log.warning("instance.heartbeat_failed", code=exc.code)
         await self.readiness.probe()
+        await self.proxies.start()
         self._tasks = [
             asyncio.create_task(self.gateway.run_closer(), name="roomcast.closer"),
             asyncio.create_task(self.housekeeping.run(), name="roomcast.housekeeping"),
@@ -236,6 +241,7 @@ class Roomcast:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.proxies.aclose()
         await self.broker.aclose()
         self.log.info("instance.stopped")
 

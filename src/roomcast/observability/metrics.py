@@ -127,6 +127,21 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.proxy_calls = Counter(
+            "roomcast_proxy_calls",
+            "Calls to the platform's proxies (SPEC 10), by proxy (join, publish) and outcome: "
+            "allow, refuse, timeout, error (5xx, unreachable, bad answer), open (breaker)",
+            ["proxy", "outcome"],
+            registry=self.registry,
+        )
+        self.proxy_latency = Histogram(
+            "roomcast_proxy_latency_seconds",
+            "From a proxy call's start to its answer or failure, by proxy (none while "
+            "the breaker is open)",
+            ["proxy"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def publish_timer(self, source: str) -> Histogram:
         """The latency histogram's child for a source (labels() costs as much as observe())."""

@@ -11,6 +11,11 @@ from .names import RoomRef
 #: An application's last word on a join: may this identity join this room?
 JoinHook = Callable[[Identity, RoomRef], Awaitable[bool]]
 
+#: The platform's word on a join (SPEC 10's join proxy), asked with the room's name
+#: after every built-in rule and the hook said no: it returns to admit and raises a
+#: RoomcastError to refuse (the platform's code, or platform_unavailable).
+JoinProxy = Callable[[Identity, str], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class JoinContext:
@@ -42,8 +47,22 @@ def is_allowed_by_claims(identity: Identity, room: RoomRef, ctx: JoinContext) ->
 
 
 async def can_join(
-    identity: Identity, room: RoomRef, ctx: JoinContext, hook: JoinHook | None
+    identity: Identity,
+    room: RoomRef,
+    ctx: JoinContext,
+    hook: JoinHook | None,
+    proxy: JoinProxy | None = None,
 ) -> bool:
+    """The built-in rules, then the in-process hook, then the platform, in that order.
+
+    The platform is asked last because it is the one remote, failure-prone step: a
+    join any local rule admits never waits for it nor fails with it.
+    """
     if is_allowed_by_claims(identity, room, ctx):
         return True
-    return hook is not None and await hook(identity, room)
+    if hook is not None and await hook(identity, room):
+        return True
+    if proxy is None:
+        return False
+    await proxy(identity, room.name)
+    return True

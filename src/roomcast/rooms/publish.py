@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..brokers.base import PublishCommand, PublishOutcome, PublishResult, RoomStreams
-from ..domain import JSON
+from ..domain import JSON, Identity
 from ..editing.rules import AnnotationWrite
 from ..errors import Forbidden, RoomcastError
 from ..observability.metrics import Metrics
@@ -32,6 +32,24 @@ def api_key(key: str | None) -> str | None:
 def client_key(user_id: str, client_event_id: str | None) -> str | None:
     """The stored key of a client publish's client_event_id (one user's namespace)."""
     return f"c:{user_id}:{client_event_id}" if client_event_id else None
+
+
+class PublishProxy(Protocol):
+    """The platform's word on a client's event (SPEC 10's publish proxy).
+
+    Asked after roomcast's own checks and before the event is sequenced: returns
+    None to allow, new data to allow with it instead, or raises a RoomcastError to
+    refuse (the platform's code and details, or platform_unavailable).
+    """
+
+    async def __call__(
+        self,
+        identity: Identity,
+        room: str,
+        event_type: str,
+        data: JSON,
+        client_event_id: str | None,
+    ) -> JSON | None: ...
 
 
 def write_guard(event_type: str, data: JSON, user_id: str) -> AnnotationWrite | None:

@@ -19,8 +19,8 @@ from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
 from .names import RoomKinds, RoomRef
-from .policy import JoinContext, JoinHook, can_join
-from .publish import Publisher, client_key
+from .policy import JoinContext, JoinHook, JoinProxy, can_join
+from .publish import Publisher, PublishProxy, client_key
 
 
 class RoomService:
@@ -40,6 +40,8 @@ class RoomService:
         lease_ttl_ms: int,
         lease_max_ttl_ms: int,
         join_hook: JoinHook | None = None,
+        join_proxy: JoinProxy | None = None,
+        publish_proxy: PublishProxy | None = None,
     ) -> None:
         self._broker = broker
         self._presence = presence
@@ -55,6 +57,8 @@ class RoomService:
         self._lease_ttl = lease_ttl_ms
         self._lease_max_ttl = lease_max_ttl_ms
         self._hook = join_hook
+        self._join_proxy = join_proxy
+        self._publish_proxy = publish_proxy
 
     @property
     def kinds(self) -> RoomKinds:
@@ -69,7 +73,7 @@ class RoomService:
         )
         bound = await self._broker.binding(room.name) if room.kind.bindable else None
         ctx = JoinContext(room_token_valid=token_ok, bound_project=bound)
-        if not await can_join(identity, room, ctx, self._hook):
+        if not await can_join(identity, room, ctx, self._hook, self._join_proxy):
             raise Forbidden(f"not allowed to join {room.name}")
 
     async def join(self, conn: Connection, request: JoinRequest) -> JSON:
@@ -200,10 +204,19 @@ class RoomService:
         if room.name not in conn.rooms:
             raise NotJoined(f"join {room.name} before publishing to it")
         identity = conn.identity
+        clean = self._publisher.validate(room, event_type, request.data)
+        if self._publish_proxy is not None:
+            # Before sequencing, so a refusal or a failure uses up no client_event_id.
+            replaced = await self._publish_proxy(
+                identity, room.name, event_type, clean[0], request.client_event_id
+            )
+            if replaced is not None:
+                # Checked like the client's own; the guard (versions, leases) is made from it.
+                clean = self._publisher.validate(room, event_type, replaced)
         command = self._publisher.command(
             room,
             event_type,
-            self._publisher.validate(room, event_type, request.data),
+            clean,
             actor=identity.actor(),
             user_id=identity.user_id,
             idempotency_key=client_key(identity.user_id, request.client_event_id),

@@ -1,0 +1,276 @@
+"""The platform's verdict over HTTP: SPEC 10's join and publish proxies, end to end.
+
+Real processes only: the tests' platform backend (FastAPI under uvicorn, verifying
+every signature) and roomcast under uvicorn, both on free loopback ports, with real
+Socket.IO clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from roomcast.integration.proxy_breaker import CircuitBreaker
+from tests.support.platform_backend import PROXY_SECRET, PlatformBackend, running_platform
+from tests.support.server import Client, RunningServer, running_server, test_settings
+
+ROOM = "annotation_42"
+
+
+def _update(aid: str, action: str = "create", base: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"action": action, "annotation_id": aid, "base_version": base}
+    if action != "delete":
+        data["annotation"] = {
+            "label": "car",
+            "shape": {"type": "bbox", "x": 1, "y": 2, "w": 3, "h": 4},
+            "attributes": {},
+        }
+    return data
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[PlatformBackend]:
+    async with running_platform() as backend:
+        yield backend
+
+
+def _settings(platform: PlatformBackend, **overrides: Any) -> Any:
+    base: dict[str, Any] = {
+        "proxy_join_url": f"{platform.url}/proxy/join",
+        "proxy_publish_url": f"{platform.url}/proxy/publish",
+        "proxy_secret": PROXY_SECRET,
+        "proxy_timeout_ms": 2000,
+    }
+    base.update(overrides)
+    return test_settings(**base)
+
+
+@pytest.fixture
+async def server(platform: PlatformBackend) -> AsyncIterator[RunningServer]:
+    async with running_server(_settings(platform, proxy_timeout_ms=300)) as running:
+        yield running
+
+
+async def _joined(server: RunningServer, user: str, **claims: Any) -> Client:
+    client = await server.client(user, name=user.title(), rooms=[ROOM], **claims)
+    ack = await client.call("join", {"room": ROOM})
+    assert ack["ok"], ack
+    return client
+
+
+def _metric(server: RunningServer, line_start: str) -> float:
+    for line in server.runtime.metrics.render().decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_join_is_allowed_or_refused_by_the_platform(
+    server: RunningServer, platform: PlatformBackend
+) -> None:
+    platform.members["ann"] = {ROOM}
+    ann = await server.client("ann", name="Ann", projects=["p1"], roles=["annotator"])
+    ben = await server.client("ben")
+    claimed = await server.client("cat", rooms=[ROOM])
+    try:
+        ack = await ann.call("join", {"room": ROOM})
+        assert ack["ok"] and ack["room"] == ROOM
+        assert platform.join_requests == [
+            {
+                "user": {
+                    "user_id": "ann",
+                    "name": "Ann",
+                    "roles": ["annotator"],
+                    "projects": ["p1"],
+                },
+                "room": ROOM,
+            }
+        ]
+        refused = await ben.call("join", {"room": ROOM})
+        assert refused["ok"] is False
+        assert refused["error"]["code"] == "forbidden"
+        assert refused["error"]["message"] == "not a member of this session"
+        # A built-in rule admits: the platform is not asked.
+        assert (await claimed.call("join", {"room": ROOM}))["ok"]
+        assert len(platform.join_requests) == 2 and platform.bad_signatures == 0
+        assert _metric(server, 'roomcast_proxy_calls_total{outcome="allow",proxy="join"}') == 1
+        assert _metric(server, 'roomcast_proxy_calls_total{outcome="refuse",proxy="join"}') == 1
+        assert _metric(server, 'roomcast_proxy_latency_seconds_count{proxy="join"}') == 2
+    finally:
+        for client in (ann, ben, claimed):
+            await client.close()
+
+
+async def test_publish_allowed_replaced_and_refused(
+    server: RunningServer, platform: PlatformBackend
+) -> None:
+    platform.refusals["stale"] = ("conflict", "the platform has version 7", {"current_version": 7})
+    platform.refusals["big"] = ("quota_exceeded", "3 boxes at most", {"limit": 3})
+    platform.garbage.add("junk")
+    ann = await _joined(server, "ann")
+    ben = await _joined(server, "ben")
+    try:
+        # Allowed with replaced data: the platform's own version reaches every member.
+        ack = await ann.call(
+            "annotation_update", {"room": ROOM, "data": _update("a1"), "client_event_id": "e1"}
+        )
+        assert ack["ok"] and ack["seq"] == 1
+        event = await ben.next("annotation_update")
+        assert event["id"] == ack["id"]
+        assert event["data"]["annotation"]["attributes"] == {"db_version": 1}
+        assert event["data"]["version"] == 1  # roomcast's own version rules still apply
+        request = platform.publish_requests[0]
+        assert request["user"]["user_id"] == "ann" and request["room"] == ROOM
+        assert request["type"] == "annotation_update" and request["client_event_id"] == "e1"
+        assert request["data"]["annotation_id"] == "a1"
+
+        # Refused with conflict: code, message and details reach the ack.
+        conflict = await ann.call(
+            "annotation_update", {"room": ROOM, "data": _update("stale"), "client_event_id": "e2"}
+        )
+        assert conflict == {
+            "ok": False,
+            "error": {
+                "code": "conflict",
+                "message": "the platform has version 7",
+                "current_version": 7,
+            },
+        }
+        # A code of the platform's own, as is.
+        quota = await ann.call("annotation_update", {"room": ROOM, "data": _update("big")})
+        assert quota["error"] == {
+            "code": "quota_exceeded",
+            "message": "3 boxes at most",
+            "limit": 3,
+        }
+        # Replaced data is checked against the schema like the client's.
+        junk = await ann.call("annotation_update", {"room": ROOM, "data": _update("junk")})
+        assert junk["error"]["code"] == "invalid_payload"
+
+        # The version rules apply to what the platform allowed: a second create conflicts.
+        again = await ann.call("annotation_update", {"room": ROOM, "data": _update("a1")})
+        assert again["error"]["code"] == "conflict" and again["error"]["current_version"] == 1
+
+        marker = await ann.call("annotation_update", {"room": ROOM, "data": _update("a2")})
+        assert marker["ok"] and marker["seq"] == 2
+        assert (await ben.next("annotation_update"))["seq"] == 2
+        assert [e["seq"] for n, e in ben.log if n == "annotation_update"] == [1, 2]
+        assert platform.bad_signatures == 0
+        assert _metric(server, 'roomcast_proxy_calls_total{outcome="refuse",proxy="publish"}') == 2
+    finally:
+        await ann.close()
+        await ben.close()
+
+
+async def test_slow_platform_gets_platform_unavailable_and_each_retry_lands_once(
+    server: RunningServer, platform: PlatformBackend
+) -> None:
+    ann = await _joined(server, "ann")
+    ben = await _joined(server, "ben")
+    ids = [f"edit-{i}" for i in range(5)]
+    try:
+        acks: dict[str, Any] = {}
+        for i, key in enumerate(ids):
+            body = {"room": ROOM, "data": _update(f"box{i}"), "client_event_id": key}
+            platform.hold()  # slower than the 300 ms timeout: it stores, then waits
+            failed = await ann.call("annotation_update", body)
+            assert failed["ok"] is False
+            assert failed["error"]["code"] == "platform_unavailable"
+            assert failed["error"]["temporary"] is True
+            platform.release()
+            first = await ann.call("annotation_update", body)  # the client's retry
+            again = await ann.call("annotation_update", body)  # and one more
+            assert first["ok"] and again == first
+            acks[key] = first
+        marker = await ann.call("annotation_update", {"room": ROOM, "data": _update("end")})
+        assert marker["ok"]
+        while (await ben.next("annotation_update"))["id"] != marker["id"]:
+            pass
+        seen = [e["client_event_id"] for n, e in ben.log if n == "annotation_update"]
+        assert seen == [*ids, None]  # each edit once, in order
+        assert [acks[k]["seq"] for k in ids] == [1, 2, 3, 4, 5]
+        for key in ids:
+            assert platform.edits_of(key) == 1
+            assert sum(1 for r in platform.publish_requests if r["client_event_id"] == key) == 3
+        assert _metric(server, 'roomcast_proxy_calls_total{outcome="timeout",proxy="publish"}') == 5
+    finally:
+        await ann.close()
+        await ben.close()
+
+
+async def test_circuit_breaker_opens_then_closes(
+    server: RunningServer, platform: PlatformBackend
+) -> None:
+    caller = server.runtime.proxies.caller("publish")
+    assert caller is not None
+    cooldown = 0.5
+    caller.breaker = CircuitBreaker(failures=3, cooldown=cooldown)
+    ann = await _joined(server, "ann")
+    try:
+        platform.hold()
+        for i in range(3):
+            ack = await ann.call("annotation_update", {"room": ROOM, "data": _update(f"b{i}")})
+            assert ack["error"]["code"] == "platform_unavailable"
+        asked = len(platform.publish_requests)
+        assert asked == 3 and caller.breaker.is_open
+        started = time.perf_counter()
+        fast = await ann.call("annotation_update", {"room": ROOM, "data": _update("b9")})
+        assert fast["error"]["code"] == "platform_unavailable"
+        assert time.perf_counter() - started < 0.25  # at once, not after the 300 ms timeout
+        assert len(platform.publish_requests) == asked  # the platform was not asked
+        assert _metric(server, 'roomcast_proxy_calls_total{outcome="open",proxy="publish"}') == 1
+        platform.release()
+        await asyncio.sleep(cooldown)  # the cool-down is the timer under test
+        trial = await ann.call("annotation_update", {"room": ROOM, "data": _update("b9")})
+        assert trial["ok"] and not caller.breaker.is_open
+        assert (await ann.call("annotation_update", {"room": ROOM, "data": _update("c1")}))["ok"]
+    finally:
+        await ann.close()
+
+
+async def test_a_broken_platform_is_platform_unavailable(platform: PlatformBackend) -> None:
+    settings = _settings(platform, proxy_publish_url=f"{platform.url}/proxy/broken")
+    async with running_server(settings) as server:
+        ann = await _joined(server, "ann")
+        try:
+            ack = await ann.call("annotation_update", {"room": ROOM, "data": _update("x")})
+            assert ack["error"]["code"] == "platform_unavailable"
+            assert (
+                _metric(server, 'roomcast_proxy_calls_total{outcome="error",proxy="publish"}') == 1
+            )
+        finally:
+            await ann.close()
+
+
+async def test_embedded_in_a_host_app_the_proxies_answer(platform: PlatformBackend) -> None:
+    host = FastAPI(title="host")
+
+    @host.get("/host")
+    async def host_route() -> dict[str, str]:
+        return {"host": "ok"}
+
+    platform.members["ann"] = {ROOM}
+    async with running_server(_settings(platform), app=host) as server:
+        ann = await server.client("ann")
+        ben = await server.client("ben", rooms=[ROOM])
+        try:
+            assert (await ann.call("join", {"room": ROOM}))["ok"]
+            assert (await ben.call("join", {"room": ROOM}))["ok"]
+            ack = await ben.call(
+                "annotation_update", {"room": ROOM, "data": _update("a1"), "client_event_id": "h1"}
+            )
+            assert ack["ok"]
+            event = await ann.next("annotation_update")
+            assert event["data"]["annotation"]["attributes"] == {"db_version": 1}
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"{server.url}/host")).json() == {"host": "ok"}
+            assert platform.edits_of("h1") == 1 and platform.bad_signatures == 0
+        finally:
+            await ann.close()
+            await ben.close()
