@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from roomcast.auth.claims import ClaimMap
 from roomcast.auth.tokens import TokenVerifier, mint_access_token, mint_room_token
+from roomcast.config import Settings
 from roomcast.errors import AuthExpired, AuthInvalid, AuthMissing
 
 SECRET = "unit-test-secret-0123456789abcdef-0123456789abcdef"
@@ -428,3 +430,105 @@ def test_room_token_signed_with_rs256(rsa_key: rsa.RSAPrivateKey) -> None:
     token = jwt.encode(claims(room="project_p1"), rsa_key, algorithm="RS256")
     assert verifier.is_room_token_valid(token, "u1", "project_p1") is True
     assert verifier.is_room_token_valid(token, "u1", "project_p2") is False
+
+
+# several secrets and claim mapping (SPEC 8) -------------------------------------------------
+
+
+def test_any_of_several_secrets_verifies() -> None:
+    verifier = TokenVerifier(secret=SECRET, secrets=[OTHER_SECRET, SECRET])
+    assert verifier.verify_access(hs256(claims(), SECRET)).user_id == "u1"
+    assert verifier.verify_access(hs256(claims(), OTHER_SECRET)).user_id == "u1"
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(), "a-third-secret-0123456789abcdef-0123456789"))
+
+
+def test_a_claim_error_under_the_second_secret_is_not_a_key_error() -> None:
+    verifier = TokenVerifier(secrets=[SECRET, OTHER_SECRET], audience="rc")
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims(aud="other"), OTHER_SECRET))
+    assert "audience" in info.value.message.lower()
+    with pytest.raises(AuthExpired):
+        verifier.verify_access(hs256(claims(aud="rc", exp=int(time.time()) - 5), OTHER_SECRET))
+
+
+def test_secrets_and_a_public_key_at_once(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(secrets=[SECRET], public_key=public_pem(rsa_key))
+    assert verifier.verify_access(hs256(claims())).user_id == "u1"
+    assert verifier.verify_access(jwt.encode(claims(), rsa_key, algorithm="RS256")).user_id == "u1"
+
+
+def test_settings_give_every_source_and_the_claim_map() -> None:
+    settings = Settings(
+        jwt_secret=SECRET,
+        jwt_secrets=OTHER_SECRET,
+        jwt_user_claim="uid",
+        jwt_roles_claim="realm_access.roles",
+        api_keys="k",
+    )
+    verifier = TokenVerifier.from_settings(settings)
+    token = hs256({"uid": "ann", "exp": int(time.time()) + 60, "realm_access": {"roles": ["r"]}})
+    identity = verifier.verify_access(token)
+    assert (identity.user_id, identity.roles) == ("ann", frozenset({"r"}))
+    assert verifier.jwks is None
+
+
+def mapped(**paths: str) -> TokenVerifier:
+    return TokenVerifier(secret=SECRET, claims=ClaimMap(**paths))
+
+
+def test_dotted_paths_map_roles_and_projects() -> None:
+    verifier = mapped(roles="realm_access.roles", projects="ext.platform.projects")
+    token = hs256(
+        claims(
+            roles=["ignored"],
+            realm_access={"roles": ["annotator", "reviewer"]},
+            ext={"platform": {"projects": ["p1"]}},
+        )
+    )
+    identity = verifier.verify_access(token)
+    assert identity.roles == {"annotator", "reviewer"}
+    assert identity.projects == {"p1"}
+
+
+def test_a_mapped_user_claim_replaces_sub() -> None:
+    verifier = mapped(user="uid")
+    assert verifier.verify_access(hs256(claims(sub=None, uid="ann"))).user_id == "ann"
+    assert verifier.verify_access(hs256(claims(sub="other", uid="ann"))).user_id == "ann"
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims()))  # sub alone is no longer enough
+    assert "uid" in info.value.message
+
+
+def test_a_claim_name_with_dots_is_found_whole_first() -> None:
+    verifier = mapped(roles="https://platform.example/roles")
+    token = hs256(claims(**{"https://platform.example/roles": ["admin"]}))
+    assert verifier.verify_access(token).roles == {"admin"}
+
+
+@pytest.mark.parametrize("value", [42, ["ann"], "", "a b", "x" * 65, True, {"id": "ann"}])
+def test_a_mapped_user_id_is_type_checked(value: object) -> None:
+    with pytest.raises(AuthInvalid):
+        mapped(user="profile.uid").verify_access(hs256(claims(profile={"uid": value})))
+
+
+@pytest.mark.parametrize("value", ["admin", [1], [["a"]], {"a": 1}, [None]])
+def test_mapped_roles_and_projects_are_type_checked(value: object) -> None:
+    verifier = mapped(roles="realm_access.roles", projects="org.projects")
+    with pytest.raises(AuthInvalid) as info:
+        verifier.verify_access(hs256(claims(realm_access={"roles": value})))
+    assert "realm_access.roles" in info.value.message
+    with pytest.raises(AuthInvalid):
+        verifier.verify_access(hs256(claims(org={"projects": value})))
+
+
+def test_a_path_through_a_non_object_is_absent() -> None:
+    verifier = mapped(roles="realm_access.roles")
+    assert verifier.verify_access(hs256(claims(realm_access=["x"]))).roles == frozenset()
+    assert verifier.verify_access(hs256(claims(realm_access=None))).roles == frozenset()
+
+
+@pytest.mark.parametrize("path", ["", ".", "a..b", "a."])
+def test_empty_claim_paths_are_refused(path: str) -> None:
+    with pytest.raises(ValueError):
+        ClaimMap(user=path)

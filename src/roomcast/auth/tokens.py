@@ -1,75 +1,145 @@
 """JWT verification and minting.
 
-Algorithms are pinned by the key type the operator configured, never read from the
-token, so `alg: none` and HS/RS confusion are refused by construction.
+Algorithms are pinned by the key source the operator configured, never taken from
+the token, so `alg: none` and HS/RS confusion are refused by construction.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jwt
 
+from ..config import Settings
 from ..domain import Identity
 from ..errors import AuthExpired, AuthInvalid, AuthMissing
+from .claims import ClaimMap
+from .jwks import JWKS_ALGORITHMS, JwksKeys
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
-USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NUMERIC_DATES = ("exp", "nbf", "iat")
+# A candidate that fails with one of these was the wrong key: the next one may fit.
+# Any other error (audience, issuer, a claim) means the signature was good.
+WRONG_KEY = (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError, jwt.InvalidKeyError)
 
 
 class TokenVerifier:
-    """Checks access tokens and room tokens against one configured key."""
+    """Checks access tokens and room tokens against every configured key source.
+
+    The sources are HS256 secrets (several, for rotation), a PEM public key and a
+    JWKS URL; a token verified by any of them is accepted (SPEC 8). The token's `alg`
+    header only picks which sources to try; each source then pins its own algorithms
+    (a secret HS256, the PEM key RS256/ES256, a JWKS key its own), so `alg: none` and
+    HS/RS confusion are refused by construction.
+    """
 
     def __init__(
         self,
         *,
         secret: str | None = None,
         public_key: str | None = None,
+        secrets: Sequence[str] = (),
+        jwks_url: str = "",
+        jwks: JwksKeys | None = None,
+        claims: ClaimMap | None = None,
         audience: str = "",
         issuer: str = "",
         leeway_seconds: float = 0,
     ) -> None:
-        if not secret and not public_key:
-            raise ValueError("a JWT secret or public key is required")
-        self._key: Any = secret if secret else public_key
-        self._algorithms = ["HS256"] if secret else ASYMMETRIC_ALGORITHMS
+        listed = [secret] if secret else []
+        self._secrets = listed + [s for s in secrets if s and s not in listed]
+        self._public_key = public_key or None
+        self.jwks = jwks if jwks is not None else (JwksKeys(jwks_url) if jwks_url else None)
+        if not self._secrets and not self._public_key and self.jwks is None:
+            raise ValueError("a JWT secret, public key or JWKS URL is required")
+        self._claims = claims or ClaimMap()
         self._audience = audience or None
         self._issuer = issuer or None
         self._leeway = leeway_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        """The verifier of SPEC 8's JWT settings: every secret, the PEM key, the JWKS URL."""
+        public_key = settings.jwt_public_key
+        return cls(
+            secrets=settings.jwt_secret_list,
+            public_key=public_key.get_secret_value() if public_key else None,
+            jwks_url=settings.jwt_jwks_url,
+            claims=ClaimMap(
+                user=settings.jwt_user_claim,
+                roles=settings.jwt_roles_claim,
+                projects=settings.jwt_projects_claim,
+            ),
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+
+    def _candidates(self, token: str) -> list[tuple[Any, list[str]]]:
+        """(key, algorithms) pairs to try, chosen by the header's alg and kid."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthInvalid(f"invalid token: {exc}") from None
+        alg = header.get("alg")
+        if alg == "HS256":
+            return [(secret, ["HS256"]) for secret in self._secrets]
+        if alg not in JWKS_ALGORITHMS:
+            return []
+        found: list[tuple[Any, list[str]]] = []
+        if self.jwks is not None:
+            kid = header.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise AuthInvalid("invalid token: header kid must be a string")
+            found += [(key.key, [key.algorithm_name]) for key in self.jwks.get(kid)]
+        if self._public_key:
+            found.append((self._public_key, ASYMMETRIC_ALGORITHMS))
+        return found
 
     def _decode(self, token: object, required: list[str]) -> dict[str, Any]:
         if token is None or token == "":
             raise AuthMissing("no token given: send auth {token} or an Authorization header")
         if not isinstance(token, str):
             raise AuthInvalid("token must be a string")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={
-                    "require": required,
-                    "verify_aud": self._audience is not None,
-                    # PyJWT's time checks run int() on the claim, so "9999999999" (a
-                    # string) or true passed them: `_check_times` does them instead.
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
-            )
-        except jwt.PyJWTError as exc:
-            # PyJWTError, not just InvalidTokenError: a token naming the other key
-            # family (ES256 against an RSA key) raises InvalidKeyError.
-            raise AuthInvalid(f"invalid token: {exc}") from None
-        self._check_times(claims)
+        candidates = self._candidates(token)
+        if not candidates:
+            raise AuthInvalid("invalid token: no configured key for its alg and kid")
+        last: jwt.PyJWTError | None = None
+        for key, algorithms in candidates:
+            try:
+                claims = self._decode_with(token, key, algorithms, required)
+            except WRONG_KEY as exc:
+                last = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise AuthInvalid(f"invalid token: {exc}") from None
+            self._check_times(claims)
+            return claims
+        raise AuthInvalid(f"invalid token: {last}")
+
+    def _decode_with(
+        self, token: str, key: Any, algorithms: list[str], required: list[str]
+    ) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            options={
+                "require": required,
+                "verify_aud": self._audience is not None,
+                # PyJWT's time checks run int() on the claim, so "9999999999" (a
+                # string) or true passed them: `_check_times` does them instead.
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
         return claims
 
     def _check_times(self, claims: dict[str, Any]) -> None:
@@ -93,24 +163,10 @@ class TokenVerifier:
         """Return the identity of a valid access token.
 
         Raises AuthMissing, AuthInvalid (malformed, bad signature, wrong algorithm,
-        audience or issuer, missing or ill-typed claims) or AuthExpired.
+        audience or issuer, an unknown kid, missing or ill-typed claims) or AuthExpired.
+        The user id, roles and projects are read where the claim map says.
         """
-        claims = self._decode(token, ["sub", "exp"])
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
-            # The user's own room is user_{sub}, so sub must be a valid room id.
-            raise AuthInvalid("claim sub must match [A-Za-z0-9_-]{1,64}")
-        name = claims.get("name")
-        if name is not None and not isinstance(name, str):
-            raise AuthInvalid("claim name must be a string")
-        return Identity(
-            user_id=sub,
-            name=name,
-            projects=_string_set(claims, "projects"),
-            rooms=_string_set(claims, "rooms"),
-            roles=_string_set(claims, "roles"),
-            expires_at=float(claims["exp"]),
-        )
+        return self._claims.identity(self._decode(token, ["exp"]))
 
     def is_room_token_valid(self, token: str, user_id: str, room: str) -> bool:
         """True when `token` is a room token for exactly this user and room."""
@@ -124,15 +180,6 @@ class TokenVerifier:
 def _is_numeric_date(value: object) -> bool:
     # bool is an int to Python, and JSON's NaN or Infinity parse as floats.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _string_set(claims: dict[str, Any], name: str) -> frozenset[str]:
-    value = claims.get(name)
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise AuthInvalid(f"claim {name} must be a list of strings")
-    return frozenset(value)
 
 
 def mint_access_token(
