@@ -34,6 +34,7 @@ from .errors import RoomcastError
 from .housekeeping import Housekeeping
 from .hub.hub import LocalHub
 from .integration.proxy import Proxies
+from .integration.webhooks import make_webhooks
 from .observability.logging import get_logger
 from .observability.memory_gauge import RedisMemoryGauge
 from .observability.metrics import Metrics
@@ -73,7 +74,15 @@ class Roomcast:
         self.metrics = Metrics()
         self.counters = Counters()
         self.log = get_logger(instance=settings.instance_id)
-        self.verifier = TokenVerifier.from_settings(settings)
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        public_key = settings.jwt_public_key.get_secret_value() if settings.jwt_public_key else None
+        self.verifier = TokenVerifier(
+            secret=secret,
+            public_key=public_key,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
         if broker is None or presence is None:
             default_broker, default_presence = make_stores(settings)
             broker = broker or default_broker
@@ -106,6 +115,7 @@ class Roomcast:
             subscriber=self.broker,
         )
         self.broker.attach(self.hub)
+        self.webhooks = make_webhooks(settings, self.metrics, self.log)
         self.proxies = Proxies(settings, self.metrics)
         self.rooms = RoomService(
             broker=self.broker,
@@ -121,6 +131,7 @@ class Roomcast:
             lease_ttl_ms=settings.lease_ttl_ms,
             lease_max_ttl_ms=settings.lease_max_ttl_ms,
             join_hook=join_hook,
+            webhooks=self.webhooks.recorder if self.webhooks else None,
             join_proxy=self.proxies.join,
             publish_proxy=self.proxies.publish,
         )
@@ -224,10 +235,10 @@ class Roomcast:
             asyncio.create_task(self.gateway.run_closer(), name="roomcast.closer"),
             asyncio.create_task(self.housekeeping.run(), name="roomcast.housekeeping"),
         ]
-        if self.verifier.jwks is not None:
-            # The provider's keys before the first connect, then kept fresh.
-            await self.verifier.jwks.refresh()
-            self._tasks.append(asyncio.create_task(self.verifier.jwks.run(), name="roomcast.jwks"))
+        if self.webhooks is not None:
+            self._tasks.append(
+                asyncio.create_task(self.webhooks.delivery.run(), name="roomcast.webhooks")
+            )
         self.log.info("instance.started", redis=self.settings.uses_redis)
 
     async def aclose(self) -> None:
@@ -238,6 +249,8 @@ class Roomcast:
                 await task
         self._tasks = []
         await self.proxies.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.journal.aclose()
         await self.broker.aclose()
         self.log.info("instance.stopped")
 

@@ -127,6 +127,29 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.webhook_batches = Counter(
+            "roomcast_webhook_batches",
+            "Webhook batches POSTed, by outcome: delivered (2xx), refused (another answer), "
+            "unreachable (no answer in time, or no connection)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_events = Counter(
+            "roomcast_webhook_events_delivered",
+            "Webhook events in batches the platform acknowledged (resends included)",
+            registry=self.registry,
+        )
+        self.webhook_dead_letters = Counter(
+            "roomcast_webhook_dead_letters",
+            "Webhook events lost: evicted from the bounded journal before they were "
+            "delivered, or (presence, room) never journaled because Redis failed",
+            registry=self.registry,
+        )
+        self.webhook_lag = Gauge(
+            "roomcast_webhook_lag_seconds",
+            "Age of the oldest webhook event not yet acknowledged, as seen by the deliverer",
+            registry=self.registry,
+        )
         self.proxy_calls = Counter(
             "roomcast_proxy_calls",
             "Calls to the platform's proxies (SPEC 10), by proxy (join, publish) and outcome: "

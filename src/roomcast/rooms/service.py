@@ -7,10 +7,12 @@ replies by the transport.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ..auth.tokens import TokenVerifier
 from ..brokers.base import Broker
 from ..connections import Connection
-from ..domain import JSON, Member, PresenceChange, StreamPosition
+from ..domain import JSON, Member, PresenceChange, Publication, StreamPosition
 from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
 from ..history.recovery import is_recoverable
 from ..hub.hub import LocalHub
@@ -21,6 +23,14 @@ from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRe
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, JoinProxy, can_join
 from .publish import Publisher, PublishProxy, client_key
+
+
+class PlatformEvents(Protocol):
+    """Where what the platform hears of is recorded (integration/webhook_events.py)."""
+
+    async def client_event(self, publication: Publication) -> None: ...
+
+    async def presence(self, change: PresenceChange) -> None: ...
 
 
 class RoomService:
@@ -40,6 +50,7 @@ class RoomService:
         lease_ttl_ms: int,
         lease_max_ttl_ms: int,
         join_hook: JoinHook | None = None,
+        webhooks: PlatformEvents | None = None,
         join_proxy: JoinProxy | None = None,
         publish_proxy: PublishProxy | None = None,
     ) -> None:
@@ -57,6 +68,7 @@ class RoomService:
         self._lease_ttl = lease_ttl_ms
         self._lease_max_ttl = lease_max_ttl_ms
         self._hook = join_hook
+        self._webhooks = webhooks
         self._join_proxy = join_proxy
         self._publish_proxy = publish_proxy
 
@@ -125,6 +137,8 @@ class RoomService:
             )
             if change.is_visible:
                 await self._broker.publish_transient(name, "presence", change.to_wire())
+                if self._webhooks is not None:
+                    await self._webhooks.presence(change)
             presence = await self._presence.members(name)
         locks = await self._broker.leases(name) if room.kind.has_leases else []
         # The switch: no await from here to the ack.
@@ -192,6 +206,8 @@ class RoomService:
         if change.left is None:
             return
         await self._broker.publish_transient(change.room, "presence", change.to_wire())
+        if self._webhooks is not None:
+            await self._webhooks.presence(change)
         if self._kinds.parse(change.room).kind.has_leases:
             await self._broker.release_holder(change.room, change.left.user_id)
 
@@ -224,6 +240,9 @@ class RoomService:
         )
         outcome = await self._publisher.publish(command, "client")
         pub = outcome.publication
+        if self._webhooks is not None:
+            # A duplicate too: its first try may have failed to journal (same webhook id).
+            await self._webhooks.client_event(pub)
         return {"ok": True, "id": pub.id, "epoch": pub.epoch, "seq": pub.seq}
 
     # leases ----------------------------------------------------------------------

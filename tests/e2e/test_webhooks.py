@@ -1,0 +1,106 @@
+"""Webhooks in memory mode (SPEC section 10): signed batches, at least once, in room order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.support.server import running_server, test_settings
+from tests.support.webhook_receiver import WebhookReceiver, client_events
+
+ROOM = "annotation_w1"
+SECRET = "webhook-secret-of-the-tests-32-bytes-long"
+
+
+def _create(aid: str) -> dict[str, Any]:
+    return {
+        "action": "create",
+        "annotation_id": aid,
+        "base_version": None,
+        "annotation": {"label": "car", "shape": {"type": "bbox", "x": 1, "y": 2, "w": 3, "h": 4}},
+    }
+
+
+async def test_receiver_down_mid_stream_loses_nothing_and_keeps_room_order() -> None:
+    async with WebhookReceiver(SECRET) as receiver:
+        settings = test_settings(webhook_url=receiver.url, webhook_secret=SECRET)
+        async with running_server(settings) as server:
+            ann = await server.client("ann", name="Ann", rooms=[ROOM])
+            bob = await server.client("bob", rooms=[ROOM])
+            try:
+                await ann.call("join", {"room": ROOM})
+                await bob.call("join", {"room": ROOM})
+                acks = []
+                for i in range(10):
+                    body = {"room": ROOM, "data": _create(f"a{i}"), "client_event_id": f"c{i}"}
+                    acks.append(await ann.call("annotation_update", body))
+                await receiver.wait_for(lambda r: len(client_events(r.events)) >= 10)
+                await receiver.stop()  # the platform goes down mid-stream
+                for i in range(10, 30):
+                    body = {"room": ROOM, "data": _create(f"a{i}"), "client_event_id": f"c{i}"}
+                    acks.append(await bob.call("annotation_update", body))
+                await bob.call("leave", {"room": ROOM})
+                await receiver.start()
+                await receiver.wait_for(lambda r: len(client_events(r.unique())) >= 30)
+                await receiver.wait_for(
+                    lambda r: any(e.get("left") for e in r.unique() if e["kind"] == "presence")
+                )
+            finally:
+                await ann.close()
+                await bob.close()
+            await receiver.wait_for(
+                lambda r: any(e.get("state") == "vacated" for e in r.unique()), timeout=10
+            )
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                metrics = (await http.get("/metrics")).text
+        assert all(ack["ok"] for ack in acks)
+        unique = receiver.unique()
+        envelopes = client_events(unique, ROOM)
+        assert [e["id"] for e in envelopes] == [a["id"] for a in acks]  # nothing lost
+        assert [e["seq"] for e in envelopes] == list(range(1, 31))  # room order
+        assert envelopes[0]["actor"] == {"user_id": "ann", "name": "Ann"}
+        assert envelopes[-1]["client_event_id"] == "c29"
+        assert envelopes[0]["data"]["version"] == 1
+        room_changes = [(e["kind"], e.get("state")) for e in unique if e["kind"] == "room"]
+        assert room_changes == [("room", "occupied"), ("room", "vacated")]
+        presence = [
+            (e["joined"] or {}).get("user_id") or "-" + e["left"]["user_id"]
+            for e in unique
+            if e["kind"] == "presence"
+        ]
+        assert presence == ["ann", "bob", "-bob", "-ann"]
+        assert unique[0]["kind"] == "room" and unique[-1]["state"] == "vacated"
+        assert len({e["id"] for e in receiver.events}) == len(unique)  # duplicates only by id
+        assert receiver.bad_signatures == 0
+        assert 'roomcast_webhook_batches_total{outcome="delivered"}' in metrics
+        assert "roomcast_webhook_dead_letters_total 0.0" in metrics
+        assert "roomcast_webhook_lag_seconds" in metrics
+
+
+async def test_a_refused_batch_is_retried_until_acknowledged() -> None:
+    async with WebhookReceiver(SECRET) as receiver:
+        receiver.status = 503
+        settings = test_settings(
+            webhook_url=receiver.url, webhook_secret=SECRET, webhook_events="client_event"
+        )
+        async with running_server(settings) as server:
+            ann = await server.client("ann", rooms=[ROOM])
+            try:
+                await ann.call("join", {"room": ROOM})
+                ack = await ann.call("annotation_update", {"room": ROOM, "data": _create("a")})
+                assert ack["ok"]
+                async with httpx.AsyncClient(base_url=server.url) as http:
+                    await receiver.wait_for(lambda r: r.refused >= 2)  # retried after a 503
+                    receiver.status = 200
+                    await receiver.wait_for(lambda r: len(r.events) >= 1)
+                    metrics = (await http.get("/metrics")).text
+            finally:
+                await ann.close()
+        assert [e["event"]["id"] for e in receiver.events] == [ack["id"]]  # no presence kinds
+        assert 'roomcast_webhook_batches_total{outcome="refused"}' in metrics
+
+
+async def test_no_webhook_url_means_no_webhook_parts() -> None:
+    async with running_server(test_settings()) as server:
+        assert server.runtime.webhooks is None  # the publish path checks one None
