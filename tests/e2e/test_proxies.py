@@ -168,6 +168,24 @@ async def test_publish_allowed_replaced_and_refused(
         await ben.close()
 
 
+async def test_a_lease_refuses_before_the_platform_is_asked(
+    server: RunningServer, platform: PlatformBackend
+) -> None:
+    ann = await _joined(server, "ann")
+    ben = await _joined(server, "ben")
+    try:
+        assert (await ben.call("lock", {"room": ROOM, "annotation_id": "a1"}))["ok"]
+        locked = await ann.call("annotation_update", {"room": ROOM, "data": _update("a1")})
+        assert locked["error"]["code"] == "locked"
+        assert locked["error"]["holder"]["user_id"] == "ben"
+        assert platform.publish_requests == []
+        assert (await ben.call("annotation_update", {"room": ROOM, "data": _update("a1")}))["ok"]
+        assert len(platform.publish_requests) == 1
+    finally:
+        await ann.close()
+        await ben.close()
+
+
 async def test_slow_platform_gets_platform_unavailable_and_each_retry_lands_once(
     server: RunningServer, platform: PlatformBackend
 ) -> None:

@@ -7,12 +7,14 @@ replies by the transport.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from ..auth.tokens import TokenVerifier
 from ..brokers.base import Broker
 from ..connections import Connection
 from ..domain import JSON, Member, PresenceChange, Publication, StreamPosition
+from ..editing.rules import check_lease
 from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
 from ..history.recovery import is_recoverable
 from ..hub.hub import LocalHub
@@ -22,7 +24,7 @@ from ..protocol.events import EventTypes
 from ..protocol.requests import ClientPublish, JoinRequest, LeaveRequest, LockRequest, UnlockRequest
 from .names import RoomKinds, RoomRef
 from .policy import JoinContext, JoinHook, JoinProxy, can_join
-from .publish import Publisher, PublishProxy, client_key
+from .publish import Publisher, PublishProxy, client_key, write_guard
 
 
 class PlatformEvents(Protocol):
@@ -222,6 +224,9 @@ class RoomService:
         identity = conn.identity
         clean = self._publisher.validate(room, event_type, request.data)
         if self._publish_proxy is not None:
+            # Another user's lease refuses the write here already: the platform is not
+            # asked to accept (and persist) an edit roomcast would then refuse.
+            await self._check_lease(room, event_type, clean[0], identity.user_id)
             # Before sequencing, so a refusal or a failure uses up no client_event_id.
             replaced = await self._publish_proxy(
                 identity, room.name, event_type, clean[0], request.client_event_id
@@ -244,6 +249,17 @@ class RoomService:
             # A duplicate too: its first try may have failed to journal (same webhook id).
             await self._webhooks.client_event(pub)
         return {"ok": True, "id": pub.id, "epoch": pub.epoch, "seq": pub.seq}
+
+    async def _check_lease(self, room: RoomRef, event_type: str, data: JSON, user_id: str) -> None:
+        """The lease rule, ahead of the broker's own (which still decides, atomically)."""
+        guard = write_guard(event_type, data, user_id)
+        if guard is None or not room.kind.has_leases:
+            return
+        for lease in await self._broker.leases(room.name):
+            if lease.annotation_id == guard.annotation_id:
+                check_lease(guard, lease, int(time.time() * 1000))
+                return
+        check_lease(guard, None, int(time.time() * 1000))
 
     # leases ----------------------------------------------------------------------
 
