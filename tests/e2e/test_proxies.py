@@ -18,9 +18,12 @@ from fastapi import FastAPI
 
 from roomcast.integration.proxy_breaker import CircuitBreaker
 from tests.support.platform_backend import PROXY_SECRET, PlatformBackend, running_platform
+from tests.support.redis_procs import RedisServer, redis_server
 from tests.support.server import Client, RunningServer, running_server, test_settings
 
 ROOM = "annotation_42"
+
+__all__ = ["redis_server"]  # imported so that pytest registers the fixture here
 
 
 def _update(aid: str, action: str = "create", base: int | None = None) -> dict[str, Any]:
@@ -220,6 +223,38 @@ async def test_slow_platform_gets_platform_unavailable_and_each_retry_lands_once
     finally:
         await ann.close()
         await ben.close()
+
+
+async def test_over_redis_a_retry_on_another_instance_lands_once(
+    platform: PlatformBackend, redis_server: RedisServer
+) -> None:
+    """The first try times out on one instance; the retry, sent to another, lands once."""
+    shared = {"redis_url": redis_server.url, "key_prefix": "px1", "proxy_timeout_ms": 300}
+    async with (
+        running_server(_settings(platform, **shared, instance_id="i1")) as one,
+        running_server(_settings(platform, **shared, instance_id="i2")) as two,
+    ):
+        ann_one = await _joined(one, "ann")
+        ann_two = await _joined(two, "ann")
+        watcher = await _joined(two, "ben")
+        try:
+            body = {"room": ROOM, "data": _update("r1"), "client_event_id": "across-1"}
+            platform.hold()
+            failed = await ann_one.call("annotation_update", body)
+            assert failed["error"]["code"] == "platform_unavailable"
+            platform.release()
+            first = await ann_two.call("annotation_update", body)
+            again = await ann_one.call("annotation_update", body)
+            assert first["ok"] and again == first
+            marker = await ann_two.call("annotation_update", {"room": ROOM, "data": _update("m")})
+            while (await watcher.next("annotation_update"))["id"] != marker["id"]:
+                pass
+            seen = [e["client_event_id"] for n, e in watcher.log if n == "annotation_update"]
+            assert seen == ["across-1", None]
+            assert platform.edits_of("across-1") == 1 and platform.bad_signatures == 0
+        finally:
+            for client in (ann_one, ann_two, watcher):
+                await client.close()
 
 
 async def test_circuit_breaker_opens_then_closes(
