@@ -20,6 +20,7 @@ import pytest
 import socketio
 
 from roomcast.auth.jwks import JwksKeys
+from tests.support.instances import RoomcastProcess
 from tests.support.jwks_server import JwksServer, SigningKey, jwks_server
 from tests.support.server import SECRET, Client, RunningServer, running_server
 from tests.support.server import test_settings as make_settings
@@ -214,3 +215,27 @@ async def test_secrets_and_jwks_at_once_with_mapped_claims(
             await hal.close()
         bad_roles = keys["a"].token(preferred_username="ann", realm_access={"roles": "admin"})
         assert await refused(server.url, bad_roles) == "auth_invalid"
+
+
+async def test_roomcast_serve_follows_a_rotation(keys: dict[str, SigningKey]) -> None:
+    """`roomcast serve` as its own process, configured by environment alone."""
+    a, b = keys["a"], keys["b"]
+    async with jwks_server(a, max_age=2) as provider:
+        env = {"ROOMCAST_JWT_JWKS_URL": provider.url, "ROOMCAST_JWT_USER_CLAIM": "uid"}
+        async with RoomcastProcess(env) as instance:
+            assert provider.requests >= 1  # fetched before /healthz answered
+            ann = await connected(instance.url, a.token(uid="ann"))
+            try:
+                assert (await ann.next("connection_status"))["user_id"] == "ann"
+                # The instance installs a document before it sleeps towards the next
+                # fetch: two requests served after a change mean it has the change.
+                provider.publish(a, b)
+                await provider.wait_for_requests(provider.requests + 2, NEW_KID_BOUND)
+                ben = await connected(instance.url, b.token(uid="ben"))
+                await ben.close()
+                provider.publish(b)
+                await provider.wait_for_requests(provider.requests + 2, NEW_KID_BOUND)
+                assert await refused(instance.url, a.token(uid="amy")) == "auth_invalid"
+                assert ann.sio.connected and not ann.disconnected.is_set()
+            finally:
+                await ann.close()

@@ -83,13 +83,14 @@ class JwksServer:
             await self._served.wait_for(lambda: self.requests >= count)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        # The body and the count in one step (no await between): a request counted
+        # after publish() was answered with what it published.
         body = {"keys": list(self.keys)}
+        self.requests += 1
         headers = {} if self.max_age is None else {"Cache-Control": f"max-age={self.max_age}"}
-        response = web.json_response(body, headers=headers)
         async with self._served:
-            self.requests += 1
             self._served.notify_all()
-        return response
+        return web.json_response(body, headers=headers)
 
 
 @contextlib.asynccontextmanager
