@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
+import pytest
 
+from tests.support.processes import HOST, free_port, launch, stop_pid, wait_until
 from tests.support.server import running_server, test_settings
 from tests.support.webhook_receiver import WebhookReceiver, client_events
 
@@ -104,3 +115,99 @@ async def test_a_refused_batch_is_retried_until_acknowledged() -> None:
 async def test_no_webhook_url_means_no_webhook_parts() -> None:
     async with running_server(test_settings()) as server:
         assert server.runtime.webhooks is None  # the publish path checks one None
+
+
+# The docs' worked example (examples/platform_backend), run as written, over PostgreSQL.
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _admin() -> Any:
+    try:
+        return await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is unreachable: {exc!r}")
+
+
+@contextlib.asynccontextmanager
+async def _database() -> AsyncIterator[str]:
+    admin = await _admin()
+    name = f"roomcast_wh_{secrets.token_hex(4)}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _backend(database_url: str) -> AsyncIterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", "examples/platform_backend"]
+    argv += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    env = {**os.environ, "DATABASE_URL": database_url, "ROOMCAST_WEBHOOK_SECRET": SECRET}
+    proc = launch(argv, env=env, cwd=ROOT)
+    try:
+
+        def listening() -> bool:
+            with socket.create_connection((HOST, port), timeout=1):
+                return True
+
+        await asyncio.to_thread(
+            wait_until, listening, alive=lambda: proc.poll() is None, what="backend", timeout=15
+        )
+        yield f"http://{HOST}:{port}/roomcast/webhooks"
+    finally:
+        await asyncio.to_thread(stop_pid, proc)
+
+
+async def test_platform_backend_example_persists_annotations_in_postgresql() -> None:
+    async with _database() as database_url, _backend(database_url) as hook_url:
+        db = await asyncpg.connect(database_url)
+        changed: asyncio.Queue[str] = asyncio.Queue()
+        await db.add_listener("annotations_changed", lambda *args: changed.put_nowait(args[-1]))
+        try:
+            async with httpx.AsyncClient() as http:
+                forged = await http.post(
+                    hook_url,
+                    content=b'{"events": []}',
+                    headers={"X-Roomcast-Signature": "t=1,v1=0"},
+                )
+            assert forged.status_code == 401
+            settings = test_settings(webhook_url=hook_url, webhook_secret=SECRET)
+            async with running_server(settings) as server:
+                ann = await server.client("ann", rooms=[ROOM])
+                try:
+                    await ann.call("join", {"room": ROOM})
+                    base = None
+                    for _ in range(3):  # a1 at versions 1, 2, 3
+                        data = {**_create("a1"), "action": "update" if base else "create"}
+                        ack = await ann.call(
+                            "annotation_update",
+                            {"room": ROOM, "data": {**data, "base_version": base}},
+                        )
+                        assert ack["ok"], ack
+                        base = (base or 0) + 1
+                    await ann.call("annotation_update", {"room": ROOM, "data": _create("a2")})
+                    gone = {"action": "delete", "annotation_id": "a2", "base_version": 1}
+                    assert (await ann.call("annotation_update", {"room": ROOM, "data": gone}))["ok"]
+
+                    query = "SELECT annotation_id, version, deleted, updated_by FROM annotations"
+                    expected = [("a1", 3, False, "ann"), ("a2", 2, True, "ann")]
+                    rows: list[tuple[Any, ...]] = []
+                    async with asyncio.timeout(15):
+                        while rows != expected:
+                            await changed.get()  # a batch was committed
+                            rows = [tuple(r) for r in await db.fetch(query + " ORDER BY 1")]
+                finally:
+                    await ann.close()
+            activity = [tuple(r) for r in await db.fetch("SELECT what, user_id FROM room_activity")]
+            assert ("occupied", None) in activity and ("joined", "ann") in activity
+            label = await db.fetchval(
+                "SELECT annotation->>'label' FROM annotations WHERE annotation_id = 'a1'"
+            )
+            assert label == "car"
+        finally:
+            await db.close()
