@@ -181,6 +181,13 @@ def _assigns(function: Any, *names: str) -> bool:
 def _check_at_import() -> None:
     base = WebSocketsSansIOProtocol
     require(
+        "pause_writing" in vars(base) and "resume_writing" in vars(base),
+        "uvicorn",
+        "U9",
+        "WebSocketsSansIOProtocol does not pause and resume writing (before 0.52.1): "
+        "a slow consumer would never be told it drained",
+    )
+    require(
         _assigns(getattr(base, "handle_connect", None), "scope", "request", "response"),
         "uvicorn",
         "U2",
