@@ -74,15 +74,7 @@ class Roomcast:
         self.metrics = Metrics()
         self.counters = Counters()
         self.log = get_logger(instance=settings.instance_id)
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        public_key = settings.jwt_public_key.get_secret_value() if settings.jwt_public_key else None
-        self.verifier = TokenVerifier(
-            secret=secret,
-            public_key=public_key,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            leeway_seconds=settings.jwt_leeway_seconds,
-        )
+        self.verifier = TokenVerifier.from_settings(settings)
         if broker is None or presence is None:
             default_broker, default_presence = make_stores(settings)
             broker = broker or default_broker
@@ -239,6 +231,10 @@ class Roomcast:
             self._tasks.append(
                 asyncio.create_task(self.webhooks.delivery.run(), name="roomcast.webhooks")
             )
+        if self.verifier.jwks is not None:
+            # The provider's keys before the first connect, then kept fresh.
+            await self.verifier.jwks.refresh()
+            self._tasks.append(asyncio.create_task(self.verifier.jwks.run(), name="roomcast.jwks"))
         self.log.info("instance.started", redis=self.settings.uses_redis)
 
     async def aclose(self) -> None:
