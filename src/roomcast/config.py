@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     def _check_leases(self) -> Settings:
         if self.lease_ttl_ms > self.lease_max_ttl_ms:
             raise ValueError("lease_ttl_ms must not exceed lease_max_ttl_ms")
+        if self.webhook_url and self.webhook_secret is None:
+            # An unsigned batch is one the platform cannot tell from a forgery.
+            raise ValueError("ROOMCAST_WEBHOOK_SECRET is required with ROOMCAST_WEBHOOK_URL")
         return self
 
     @property
