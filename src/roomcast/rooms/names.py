@@ -31,6 +31,8 @@ class RoomKind:
     `private_to_user`: the room belongs to one user: only that user joins it, every
     connection is in it from connect, and it cannot be left.
     `counts_toward_max_rooms`: a join counts against max_rooms_per_connection.
+    `id_is_project`: the room's id names a project, so the members the token's
+    `projects` claim lists may join (SPEC 2, rule 2).
     """
 
     name: str
@@ -41,6 +43,7 @@ class RoomKind:
     has_leases: bool = False
     private_to_user: bool = False
     counts_toward_max_rooms: bool = True
+    id_is_project: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ class RoomRef:
 
 
 BUILTIN_KINDS: tuple[RoomKind, ...] = (
-    RoomKind("project", "project_"),
+    RoomKind("project", "project_", id_is_project=True),
     RoomKind("annotation", "annotation_", bindable=True, has_leases=True),
     RoomKind("detection_stream", "detection_stream_", bindable=True),
     RoomKind("user", "user_", presence=False, private_to_user=True, counts_toward_max_rooms=False),

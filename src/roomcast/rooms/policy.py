@@ -35,7 +35,7 @@ def is_allowed_by_claims(identity: Identity, room: RoomRef, ctx: JoinContext) ->
         return room.id == identity.user_id
     if identity.is_admin:
         return True
-    if room.kind.name == "project" and room.id in identity.projects:
+    if room.kind.id_is_project and room.id in identity.projects:
         return True
     if room.name in identity.rooms:
         return True
