@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     jwt_secrets: SecretStr | None = Field(
         None, description="several comma-separated HS256 secrets, any of which verifies"
     )
+    jwt_unknown_kid_wait_ms: int = Field(
+        2000,
+        ge=0,
+        description="how long a connect with an unknown kid awaits the JWKS fetch it triggers",
+    )
     jwt_user_claim: str = Field("sub", description="claim (dotted path) holding the user id")
     jwt_roles_claim: str = Field("roles", description="claim (dotted path) holding the roles")
     jwt_projects_claim: str = Field(
@@ -100,6 +105,15 @@ class Settings(BaseSettings):
         "", description="the platform's publish proxy, asked before a client event is sequenced"
     )
     proxy_timeout_ms: int = Field(2000, ge=1, description="how long a proxy may take to answer")
+    proxy_max_concurrent: int = Field(
+        64, ge=1, description="calls in flight per proxy and instance; past them a call waits"
+    )
+    proxy_breaker_failures: int = Field(
+        5, ge=1, description="consecutive proxy failures that open its circuit breaker"
+    )
+    proxy_breaker_cooldown_ms: int = Field(
+        5000, ge=1, description="how long an open proxy breaker refuses at once, then one trial"
+    )
     proxy_secret: SecretStr | None = Field(
         None, description="HMAC secret signing proxy requests (X-Roomcast-Signature)"
     )
@@ -109,6 +123,20 @@ class Settings(BaseSettings):
     )
     webhook_events: str = Field(
         "client_event,presence,room", description="comma-separated webhook event kinds"
+    )
+    webhook_batch_size: int = Field(100, ge=1, description="webhook events per POST at most")
+    webhook_lease_ms: int = Field(
+        5000,
+        ge=100,
+        description="how long an instance holds the delivery lease; another takes over after it",
+    )
+    webhook_timeout_ms: int = Field(
+        4000, ge=1, description="how long a webhook POST may take before it is retried"
+    )
+    webhook_journal_max: int = Field(
+        100_000,
+        ge=1,
+        description="webhook events kept for a receiver that is down; older: dead letters",
     )
     api_keys: SecretStr = Field(
         SecretStr(""), description="comma-separated keys of the HTTP API (Bearer)"
@@ -226,6 +254,9 @@ class Settings(BaseSettings):
         if self.webhook_url and self.webhook_secret is None:
             # An unsigned batch is one the platform cannot tell from a forgery.
             raise ValueError("ROOMCAST_WEBHOOK_SECRET is required with ROOMCAST_WEBHOOK_URL")
+        if self.webhook_timeout_ms >= self.webhook_lease_ms:
+            # A POST outliving the lease could overlap the next holder's: order breaks.
+            raise ValueError("webhook_timeout_ms must be below webhook_lease_ms")
         return self
 
     @property

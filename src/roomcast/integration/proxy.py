@@ -5,10 +5,10 @@ is bounded three ways, so that a slow or dead platform slows only the joins and
 publishes that need it and never piles up work inside roomcast:
 
 - in time: `proxy_timeout_ms` covers the whole call, waiting for a slot included;
-- in concurrency: at most MAX_CONCURRENT calls per proxy are in flight, the rest
-  wait (within their time) for a slot;
-- by a circuit breaker: after BREAKER_FAILURES consecutive failures, calls fail at
-  once for BREAKER_COOLDOWN_SECONDS, then one trial call decides.
+- in concurrency: at most `proxy_max_concurrent` calls per proxy are in flight, the
+  rest wait (within their time) for a slot;
+- by a circuit breaker: after `proxy_breaker_failures` consecutive failures, calls
+  fail at once for `proxy_breaker_cooldown_ms`, then one trial call decides.
 
 A timeout, a 5xx or other non-2xx answer, an unreachable platform or an answer of
 the wrong shape is a failure: the client gets `platform_unavailable` (temporary).
@@ -37,6 +37,7 @@ from .proxy_answers import BadAnswer, Verdict, read_answer
 from .proxy_breaker import CircuitBreaker
 from .signing import HEADER, sign
 
+# The defaults of a caller made by hand; an application's come from its settings.
 MAX_CONCURRENT = 64  # calls in flight per proxy
 BREAKER_FAILURES = 5  # consecutive failures that open the breaker
 BREAKER_COOLDOWN_SECONDS = 5.0  # how long an open breaker fails calls at once
@@ -160,6 +161,10 @@ class Proxies:
                 secret=secret,
                 timeout=settings.proxy_timeout_ms / 1000,
                 metrics=metrics,
+                max_concurrent=settings.proxy_max_concurrent,
+                breaker=CircuitBreaker(
+                    settings.proxy_breaker_failures, settings.proxy_breaker_cooldown_ms / 1000
+                ),
             )
             for name, url in configured.items()
         }

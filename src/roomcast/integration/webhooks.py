@@ -36,9 +36,11 @@ def make_webhooks(
         return None
     journal: WebhookJournal
     if settings.uses_redis:
-        journal = RedisJournal(connect(settings), settings.key_prefix)
+        journal = RedisJournal(
+            connect(settings), settings.key_prefix, maxlen=settings.webhook_journal_max
+        )
     else:
-        journal = MemoryJournal()
+        journal = MemoryJournal(maxlen=settings.webhook_journal_max)
     secret = (
         settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     )
@@ -53,5 +55,8 @@ def make_webhooks(
         f"{settings.instance_id}/{secrets.token_hex(4)}",
         metrics,
         log,
+        batch_size=settings.webhook_batch_size,
+        lease_ttl_ms=settings.webhook_lease_ms,
+        request_timeout=settings.webhook_timeout_ms / 1000,
     )
     return Webhooks(recorder, delivery, journal)
