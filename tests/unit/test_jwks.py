@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import jwt
 import pytest
@@ -50,7 +51,7 @@ async def server(keys: dict[str, SigningKey]) -> AsyncIterator[JwksServer]:
         yield s
 
 
-async def fetched(url: str, **kwargs: float) -> tuple[JwksKeys, TokenVerifier]:
+async def fetched(url: str, **kwargs: Any) -> tuple[JwksKeys, TokenVerifier]:
     jwks = JwksKeys(url, **kwargs)
     await jwks.refresh()
     return jwks, TokenVerifier(jwks=jwks)
@@ -222,6 +223,62 @@ async def test_an_unknown_kid_fetches_at_once_then_at_most_once_per_interval(
     assert server.requests == 4
 
 
+async def test_a_connect_with_a_fresh_kid_awaits_its_fetch_and_passes_first_time(
+    server: JwksServer, keys: dict[str, SigningKey]
+) -> None:
+    clock = FakeClock()
+    jwks, _ = await fetched(server.url, unknown_kid_interval=10.0, clock=clock)
+    verifier = TokenVerifier(jwks=jwks, unknown_kid_wait=2.0)
+    new = keys["rsa2"]
+    server.publish(keys["rsa1"], new)
+    identity = await verifier.verify_access_awaiting_keys(new.token())
+    assert identity.user_id == "u1" and server.requests == 2
+    # Forged kids within the interval: nothing fetched, nothing awaited.
+    started = time.perf_counter()
+    for i in range(200):
+        with pytest.raises(AuthInvalid):
+            await verifier.verify_access_awaiting_keys(new.token(kid=f"forged-{i}"))
+    assert time.perf_counter() - started < 1.0 and server.requests == 2
+    # A bad signature under a known kid is refused without any fetch.
+    with pytest.raises(AuthInvalid):
+        await verifier.verify_access_awaiting_keys(new.token()[:-4] + "AAAA")
+    assert server.requests == 2
+
+
+async def test_an_unknown_kid_waits_no_longer_than_its_bound(keys: dict[str, SigningKey]) -> None:
+    """A provider that never answers: the connect gives up after the bound, the fetch goes on."""
+    arrived = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def stalled(request: web.Request) -> web.Response:
+        arrived.set()
+        await answer.wait()
+        return web.json_response({"keys": [keys["rsa2"].jwk()]})
+
+    app = web.Application()
+    app.router.add_get("/jwks", stalled)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = free_socket()
+    await web.SockSite(runner, sock).start()
+    try:
+        jwks = JwksKeys(f"http://127.0.0.1:{sock.getsockname()[1]}/jwks")
+        verifier = TokenVerifier(jwks=jwks, unknown_kid_wait=0.3)
+        started = time.perf_counter()
+        with pytest.raises(AuthInvalid):
+            await verifier.verify_access_awaiting_keys(keys["rsa2"].token())
+        waited = time.perf_counter() - started
+        assert arrived.is_set() and 0.3 <= waited < 1.0
+        installs = jwks.installs
+        answer.set()  # the shielded fetch was not cancelled: it installs the key
+        await jwks.wait_installs(installs + 1)
+        assert (await verifier.verify_access_awaiting_keys(keys["rsa2"].token())).user_id == "u1"
+    finally:
+        answer.set()
+        await runner.cleanup()
+        sock.close()
+
+
 async def test_the_background_refresh_follows_max_age(keys: dict[str, SigningKey]) -> None:
     async with jwks_server(keys["rsa1"], max_age=0) as server:
         jwks = JwksKeys(server.url, min_refresh=0.05, max_refresh=0.2)
@@ -270,6 +327,6 @@ async def test_any_configured_source_verifies(
     assert verifier.verify_access(keys["rsa2"].token(kid="not-published")).user_id == "u1"
     with pytest.raises(AuthInvalid):
         verifier.verify_access(jwt.encode(payload, "x" * 40))
-    unsigned = jwt.encode(payload, None, algorithm="none")
+    unsigned = jwt.encode(payload, None, algorithm="none")  # type: ignore[arg-type]
     with pytest.raises(AuthInvalid):
         verifier.verify_access(unsigned)

@@ -9,10 +9,13 @@ may hold a token of a key published a moment ago. Tokens come from anyone, so th
 on-demand fetches are rate-limited (at most one per `unknown_kid_interval`): a flood
 of forged kids costs the provider one request per interval, not one per connect.
 
-Lookups are synchronous and never wait on the network: the connect path reads the
-cache, and an unknown kid is refused at once while the fetch it triggers runs on the
-event loop (the client's next attempt finds the key). Fetching uses aiohttp, as the
-rest of roomcast does, and parsing is PyJWT's PyJWKSet.
+Lookups (`get`) are synchronous and never wait on the network. The connect path
+then, for a kid still unknown, awaits `await_kid`: the fetch that kid triggers, or
+the one already in flight, for a bounded time, so a token of a key published a moment
+ago connects on its first try. A forged kid within the interval of the last
+on-demand fetch starts nothing and waits for nothing: it is refused at once, and the
+connects of known kids never wait at all. Fetching uses aiohttp, as the rest of
+roomcast does, and parsing is PyJWT's PyJWKSet.
 """
 
 from __future__ import annotations
@@ -78,6 +81,23 @@ class JwksKeys:
             return [key]
         self.request_refresh()
         return []
+
+    async def await_kid(self, kid: str, timeout: float) -> bool:
+        """Whether `kid` is known, after awaiting (at most `timeout` s) a fetch for it.
+
+        The fetch is the one in flight, or the one this call starts (rate-limited);
+        with neither, nothing is awaited. The fetch is shielded: a caller that gives
+        up does not cancel it for the others.
+        """
+        if kid in self._keys:
+            return True
+        self.request_refresh()
+        inflight = self._inflight
+        if inflight is None or inflight.done() or timeout <= 0:
+            return kid in self._keys
+        with contextlib.suppress(Exception):  # a timeout, or a fetch that broke: the cache decides
+            await asyncio.wait_for(asyncio.shield(inflight), timeout)
+        return kid in self._keys
 
     def known_kids(self) -> frozenset[str]:
         return frozenset(self._keys)

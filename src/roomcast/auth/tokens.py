@@ -48,6 +48,7 @@ class TokenVerifier:
         audience: str = "",
         issuer: str = "",
         leeway_seconds: float = 0,
+        unknown_kid_wait: float = 2.0,
     ) -> None:
         listed = [secret] if secret else []
         self._secrets = listed + [s for s in secrets if s and s not in listed]
@@ -59,6 +60,7 @@ class TokenVerifier:
         self._audience = audience or None
         self._issuer = issuer or None
         self._leeway = leeway_seconds
+        self._unknown_kid_wait = unknown_kid_wait
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -76,6 +78,7 @@ class TokenVerifier:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway_seconds=settings.jwt_leeway_seconds,
+            unknown_kid_wait=settings.jwt_unknown_kid_wait_ms / 1000,
         )
 
     def _candidates(self, token: str) -> list[tuple[Any, list[str]]]:
@@ -167,6 +170,38 @@ class TokenVerifier:
         The user id, roles and projects are read where the claim map says.
         """
         return self._claims.identity(self._decode(token, ["exp"]))
+
+    async def verify_access_awaiting_keys(self, token: object) -> Identity:
+        """verify_access, but a token whose kid the JWKS cache lacks awaits its fetch.
+
+        A provider's new key may have been published after our last fetch: the
+        connect waits (at most `unknown_kid_wait`) for the fetch the kid triggers,
+        or the one in flight, then is verified again. That fetch is rate-limited,
+        so a flood of forged kids costs the provider one request per interval, and
+        connects whose kid is known never wait.
+        """
+        try:
+            return self.verify_access(token)
+        except AuthInvalid:
+            kid = self._unknown_kid(token)
+            if kid is None or self.jwks is None:
+                raise
+            if not await self.jwks.await_kid(kid, self._unknown_kid_wait):
+                raise
+        return self.verify_access(token)
+
+    def _unknown_kid(self, token: object) -> str | None:
+        """The token's kid, when it names a JWKS key the cache does not have."""
+        if self.jwks is None or not isinstance(token, str):
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        kid = header.get("kid")
+        if header.get("alg") not in JWKS_ALGORITHMS or not isinstance(kid, str):
+            return None
+        return None if kid in self.jwks.known_kids() else kid
 
     def is_room_token_valid(self, token: str, user_id: str, room: str) -> bool:
         """True when `token` is a room token for exactly this user and room."""

@@ -180,7 +180,7 @@ class SocketGateway:
                 token = header[7:].strip()
         if not token:
             raise AuthMissing("no token: send auth {token} or an Authorization: Bearer header")
-        identity = self._verifier.verify_access(token)
+        identity = await self._verifier.verify_access_awaiting_keys(token)
         if len(self.connections) >= self._settings.max_connections:
             raise ConnectionLimit("this instance is full; connect to another")
         limit = self._settings.max_connections_per_user
