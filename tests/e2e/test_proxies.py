@@ -1,8 +1,9 @@
 """The platform's verdict over HTTP: SPEC 10's join and publish proxies, end to end.
 
 Real processes only: the tests' platform backend (FastAPI under uvicorn, verifying
-every signature) and roomcast under uvicorn, both on free loopback ports, with real
-Socket.IO clients.
+every signature, keeping its versions, edits and answers in a PostgreSQL database of
+the test's own) and roomcast under uvicorn, both on free loopback ports, with real
+Socket.IO clients. Without PostgreSQL on 127.0.0.1:5432 these tests are skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import pytest
 from fastapi import FastAPI
 
 from roomcast.integration.proxy_breaker import CircuitBreaker
-from tests.support.platform_backend import PROXY_SECRET, PlatformBackend, running_platform
+from tests.support.platform_backend import (
+    PROXY_SECRET,
+    PlatformBackend,
+    postgres_database,
+    running_platform,
+)
 from tests.support.redis_procs import RedisServer, redis_server
 from tests.support.server import Client, RunningServer, running_server, test_settings
 
@@ -39,7 +45,7 @@ def _update(aid: str, action: str = "create", base: int | None = None) -> dict[s
 
 @pytest.fixture
 async def platform() -> AsyncIterator[PlatformBackend]:
-    async with running_platform() as backend:
+    async with postgres_database() as database_url, running_platform(database_url) as backend:
         yield backend
 
 
@@ -217,8 +223,13 @@ async def test_slow_platform_gets_platform_unavailable_and_each_retry_lands_once
         assert seen == [*ids, None]  # each edit once, in order
         assert [acks[k]["seq"] for k in ids] == [1, 2, 3, 4, 5]
         for key in ids:
-            assert platform.edits_of(key) == 1
+            assert await platform.edits_of(key) == 1  # one row in the platform's database
             assert sum(1 for r in platform.publish_requests if r["client_event_id"] == key) == 3
+        rows = await platform.edit_rows()
+        assert rows == [*((k, f"box{i}", 1) for i, k in enumerate(ids)), (None, "end", 1)]
+        # What every member got carries the platform's version, from its database.
+        got = [e for n, e in ben.log if n == "annotation_update"]
+        assert all(e["data"]["annotation"]["attributes"] == {"db_version": 1} for e in got)
         assert _metric(server, 'roomcast_proxy_calls_total{outcome="timeout",proxy="publish"}') == 5
     finally:
         await ann.close()
@@ -251,7 +262,7 @@ async def test_over_redis_a_retry_on_another_instance_lands_once(
                 pass
             seen = [e["client_event_id"] for n, e in watcher.log if n == "annotation_update"]
             assert seen == ["across-1", None]
-            assert platform.edits_of("across-1") == 1 and platform.bad_signatures == 0
+            assert await platform.edits_of("across-1") == 1 and platform.bad_signatures == 0
         finally:
             for client in (ann_one, ann_two, watcher):
                 await client.close()
@@ -323,7 +334,7 @@ async def test_embedded_in_a_host_app_the_proxies_answer(platform: PlatformBacke
             assert event["data"]["annotation"]["attributes"] == {"db_version": 1}
             async with httpx.AsyncClient() as http:
                 assert (await http.get(f"{server.url}/host")).json() == {"host": "ok"}
-            assert platform.edits_of("h1") == 1 and platform.bad_signatures == 0
+            assert await platform.edits_of("h1") == 1 and platform.bad_signatures == 0
         finally:
             await ann.close()
             await ben.close()
