@@ -1,11 +1,15 @@
-"""A platform backend that receives roomcast's webhooks and persists annotations in PostgreSQL.
+"""A platform backend that answers roomcast's publish proxy with its own versions,
+receives roomcast's webhooks and persists annotations in PostgreSQL.
 
 The worked example of docs/platform.md ("Integrating with your platform"). Run it with
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/annotations \
-    ROOMCAST_WEBHOOK_SECRET=... uvicorn app:app --app-dir examples/platform_backend --port 9000
+    ROOMCAST_WEBHOOK_SECRET=... ROOMCAST_PROXY_SECRET=... \
+    uvicorn app:app --app-dir examples/platform_backend --port 9000
 
-and point roomcast at it: ROOMCAST_WEBHOOK_URL=http://127.0.0.1:9000/roomcast/webhooks.
+and point roomcast at it: ROOMCAST_WEBHOOK_URL=http://127.0.0.1:9000/roomcast/webhooks,
+ROOMCAST_PROXY_PUBLISH_URL=http://127.0.0.1:9000/roomcast/publish (with the same two
+secrets). Either half works alone: a secret left unset turns its endpoint off (401).
 
 What it shows:
 - the signature is verified over the raw body before anything is parsed, and a
@@ -15,7 +19,12 @@ What it shows:
 - webhooks arrive at least once, so every event's `id` is recorded and a repeated
   one is skipped; an annotation's row only moves to a higher `version`, so even an
   old copy arriving late cannot roll it back;
-- after each commit a NOTIFY on `annotations_changed` tells whoever listens.
+- after each commit a NOTIFY on `annotations_changed` tells whoever listens;
+- the publish proxy gives each annotation edit the platform's own version (in
+  `annotation.attributes.db_version`, so every client sees it), in one transaction
+  that also records the answer under (user, `client_event_id`): a retry (roomcast
+  asks again after a timeout) gets the first answer and bumps nothing, and an
+  advisory lock makes two concurrent tries of one edit wait for each other.
 """
 
 from __future__ import annotations
@@ -50,6 +59,18 @@ CREATE TABLE IF NOT EXISTS annotations (
     seq bigint NOT NULL,
     PRIMARY KEY (room, annotation_id)
 );
+CREATE TABLE IF NOT EXISTS platform_versions (
+    room text NOT NULL,
+    annotation_id text NOT NULL,
+    version integer NOT NULL,
+    PRIMARY KEY (room, annotation_id)
+);
+CREATE TABLE IF NOT EXISTS proxy_answers (
+    user_id text NOT NULL,
+    client_event_id text NOT NULL,
+    answer jsonb NOT NULL,
+    PRIMARY KEY (user_id, client_event_id)
+);
 CREATE TABLE IF NOT EXISTS room_activity (
     event_id text PRIMARY KEY REFERENCES webhook_events (id),
     room text NOT NULL,
@@ -68,6 +89,13 @@ SET version = EXCLUDED.version,
     updated_by = EXCLUDED.updated_by,
     seq = EXCLUDED.seq
 WHERE annotations.version < EXCLUDED.version
+"""
+
+
+BUMP = """
+INSERT INTO platform_versions (room, annotation_id, version) VALUES ($1, $2, 1)
+ON CONFLICT (room, annotation_id) DO UPDATE SET version = platform_versions.version + 1
+RETURNING version
 """
 
 
@@ -133,6 +161,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(lifespan=lifespan)
 SECRET = os.environ.get("ROOMCAST_WEBHOOK_SECRET", "").encode()
+PROXY_SECRET = os.environ.get("ROOMCAST_PROXY_SECRET", "").encode()
 
 
 @app.post("/roomcast/webhooks", status_code=204)
@@ -148,3 +177,46 @@ async def webhooks(request: Request) -> None:
             await apply_event(conn, event)
         if events:
             await conn.execute("SELECT pg_notify('annotations_changed', $1)", events[-1]["id"])
+
+
+async def answer_publish(conn: asyncpg.Connection, body: dict[str, Any]) -> dict[str, Any]:
+    """Allow the edit with the platform's own version in it (annotation rooms' updates)."""
+    data = body["data"]
+    if body["type"] != "annotation_update":
+        return {"allow": True}
+    version = await conn.fetchval(BUMP, body["room"], data["annotation_id"])
+    if data.get("annotation") is None:
+        return {"allow": True}  # a delete: versioned, nothing to carry it
+    annotation = data["annotation"]
+    attributes = {**annotation.get("attributes", {}), "db_version": version}
+    return {"allow": True, "data": {**data, "annotation": {**annotation, "attributes": attributes}}}
+
+
+@app.post("/roomcast/publish")
+async def publish_proxy(request: Request) -> Any:
+    body = await request.body()
+    if not PROXY_SECRET or not verify_signature(
+        PROXY_SECRET, request.headers.get("X-Roomcast-Signature", ""), body
+    ):
+        raise HTTPException(401, "bad signature")
+    asked = json.loads(body)
+    user, key = asked["user"]["user_id"], asked.get("client_event_id")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        if key is None:
+            return await answer_publish(conn, asked)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", user, key)
+        given = await conn.fetchval(
+            "SELECT answer FROM proxy_answers WHERE user_id = $1 AND client_event_id = $2",
+            user,
+            key,
+        )
+        if given is not None:
+            return json.loads(given)  # a retry: the first answer, nothing bumped again
+        answer = await answer_publish(conn, asked)
+        await conn.execute(
+            "INSERT INTO proxy_answers (user_id, client_event_id, answer) VALUES ($1, $2, $3)",
+            user,
+            key,
+            json.dumps(answer),
+        )
+        return answer

@@ -9,10 +9,16 @@ Socket.IO clients. Without PostgreSQL on 127.0.0.1:5432 these tests are skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -24,6 +30,7 @@ from tests.support.platform_backend import (
     postgres_database,
     running_platform,
 )
+from tests.support.processes import HOST, free_port, launch, stop_pid, wait_until
 from tests.support.redis_procs import RedisServer, redis_server
 from tests.support.server import Client, RunningServer, running_server, test_settings
 
@@ -338,3 +345,75 @@ async def test_embedded_in_a_host_app_the_proxies_answer(platform: PlatformBacke
         finally:
             await ann.close()
             await ben.close()
+
+
+# The docs' worked example (examples/platform_backend), run as written, as the publish proxy.
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "webhook-secret-of-the-example-32-bytes-long"
+
+
+@contextlib.asynccontextmanager
+async def _example(database_url: str) -> AsyncIterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", "examples/platform_backend"]
+    argv += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ROOMCAST_PROXY_SECRET": PROXY_SECRET,
+        "ROOMCAST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    proc = launch(argv, env=env, cwd=ROOT)
+    try:
+
+        def listening() -> bool:
+            with socket.create_connection((HOST, port), timeout=1):
+                return True
+
+        await asyncio.to_thread(
+            wait_until, listening, alive=lambda: proc.poll() is None, what="example", timeout=15
+        )
+        yield f"http://{HOST}:{port}"
+    finally:
+        await asyncio.to_thread(stop_pid, proc)
+
+
+async def test_the_docs_example_answers_the_publish_proxy_with_its_own_versions() -> None:
+    async with postgres_database("roomcast_ex") as database_url, _example(database_url) as base:
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(
+                f"{base}/roomcast/publish",
+                content=b"{}",
+                headers={"X-Roomcast-Signature": "t=1,v1=0"},
+            )
+        assert forged.status_code == 401
+        settings = test_settings(
+            proxy_publish_url=f"{base}/roomcast/publish", proxy_secret=PROXY_SECRET
+        )
+        async with running_server(settings) as server:
+            ann = await _joined(server, "ann")
+            ben = await _joined(server, "ben")
+            db = await asyncpg.connect(database_url)
+            try:
+                body = {"room": ROOM, "data": _update("a1"), "client_event_id": "x1"}
+                first = await ann.call("annotation_update", body)
+                assert first["ok"], first
+                assert await ann.call("annotation_update", body) == first  # a retry
+                update = {"room": ROOM, "data": _update("a1", "update", 1), "client_event_id": "x2"}
+                assert (await ann.call("annotation_update", update))["ok"]
+                got = [await ben.next("annotation_update") for _ in range(2)]
+                assert [e["data"]["annotation"]["attributes"] for e in got] == [
+                    {"db_version": 1},
+                    {"db_version": 2},
+                ]
+                assert [e["data"]["version"] for e in got] == [1, 2]
+                version = await db.fetchval(
+                    "SELECT version FROM platform_versions WHERE annotation_id = 'a1'"
+                )
+                answers = await db.fetchval("SELECT count(*) FROM proxy_answers")
+                assert version == 2 and answers == 2  # the retry bumped nothing
+            finally:
+                await db.close()
+                await ann.close()
+                await ben.close()
