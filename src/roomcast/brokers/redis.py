@@ -40,7 +40,7 @@ from .base import (
 )
 from .coalesce import PublishCoalescer
 from .failover_settle import Settled, settle
-from .redis_batch import RoomCall, guard_error, pack, pipelines, plan
+from .redis_batch import JournalKeys, RoomCall, guard_error, pack, pipelines, plan
 from .redis_client import (
     OPERATION_TIMEOUT,
     UNAVAILABLE_REPLIES,
@@ -89,6 +89,7 @@ class RedisBroker:
         self._timeout = timeout_of(client)  # redis_timeout_ms: every call's deadline
         self._batch: AsyncScript = client.register_script(_script("publish_batch.lua"))
         self._coalescer = PublishCoalescer(self._write_batch, timeout=self._timeout)
+        self._journal: JournalKeys | None = None  # webhooks: where client events go
         self._lease: AsyncScript = client.register_script(_script("lease.lua"))
         self._position: AsyncScript = client.register_script(_script("position.lua"))
         self._history: AsyncScript = client.register_script(_script("history.lua"))
@@ -170,6 +171,11 @@ class RedisBroker:
 
     # publishing --------------------------------------------------------------------
 
+    def journal_client_events(self, journal: JournalKeys) -> None:
+        """Journal client events (ClientCommand) for webhooks in the step that sequences
+        them, so that the journal's order is each room's seq order (SPEC 10)."""
+        self._journal = journal
+
     async def publish(self, command: PublishCommand) -> PublishOutcome:
         # Calls made close together share one round trip (see coalesce.py).
         return await self._coalescer.publish(command)
@@ -196,7 +202,7 @@ class RedisBroker:
         now = int(time.time() * 1000)
         results: list[PublishResult | None] = [None] * len(commands)
         failure: BrokerUnavailable | None = None
-        for group in pipelines(plan(self.keys, commands, now, self._idem_ttl)):
+        for group in pipelines(plan(self.keys, commands, now, self._idem_ttl, self._journal)):
             outcomes: list[PublishResult] | None = None
             if failure is None and loop.time() >= deadline:
                 failure = BrokerUnavailable("Redis did not answer in time")

@@ -8,6 +8,11 @@ few milliseconds at most. The calls go out in pipelines, one after the other.
 Arguments are packed tightly because encoding them is most of the publisher's CPU:
 two per event (head, data), the head carrying the rarely used fields only when
 an event has one (see the script's header).
+
+With webhooks on, a client's event (a ClientCommand) is journaled by the same
+script call that sequences it: the call then also carries the journal's two keys,
+and the event's head a flag. Without webhooks a call carries one more argument
+('0'), and nothing else changes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,24 @@ MAX_CALL_BYTES = 1 << 20  # data bytes of one script call
 MAX_PIPELINE_EVENTS = 2000  # events in one pipeline (one deadline)
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCommand(PublishCommand):
+    """A client-published event: the one kind the webhook journal takes (SPEC 10).
+
+    A subclass rather than a field so that the broker's interface (base.py) stays as
+    it is; Publisher makes it for its "client" source.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class JournalKeys:
+    """Where client events are journaled, when webhooks are on (webhook_journal.py)."""
+
+    stream: str
+    counter: str
+    maxlen: int
 
 
 @dataclass(slots=True)
@@ -79,9 +102,16 @@ class RoomCall:
 
 
 def plan(
-    keys: KeyLayout, commands: Sequence[PublishCommand], now: int, idem_ttl: int
+    keys: KeyLayout,
+    commands: Sequence[PublishCommand],
+    now: int,
+    idem_ttl: int,
+    journal: JournalKeys | None = None,
 ) -> list[RoomCall]:
-    """The script calls that publish `commands`, each room's in batch order."""
+    """The script calls that publish `commands`, each room's in batch order.
+
+    With `journal`, client events (ClientCommand) are journaled as they are sequenced.
+    """
     calls: list[RoomCall] = []
     ids = new_event_ids(len(commands), now)
     open_calls: dict[str, RoomCall] = {}  # room -> its call still taking events
@@ -90,12 +120,14 @@ def plan(
         call = open_calls.get(room)
         if call is None or len(call.slots) >= MAX_CALL_EVENTS or call.size >= MAX_CALL_BYTES:
             k = keys.room(room)
-            call = RoomCall(
-                room, [k.meta, k.hist, k.channel, k.versions, k.leases], [room, idem_ttl]
-            )
+            call_keys = [k.meta, k.hist, k.channel, k.versions, k.leases]
+            if journal is not None:
+                call_keys += [journal.stream, journal.counter]
+            call = RoomCall(room, call_keys, [room, idem_ttl, journal.maxlen if journal else 0])
             open_calls[room] = call
             calls.append(call)
-        head, data = _encode(command, ids[slot], call, keys)
+        journaled = journal is not None and isinstance(command, ClientCommand)
+        head, data = _encode(command, ids[slot], call, keys, journaled)
         call.ids.append(ids[slot])
         call.args.append(head)
         call.args.append(data)
@@ -119,7 +151,7 @@ def pipelines(calls: list[RoomCall]) -> Iterator[list[RoomCall]]:
 
 
 def _encode(
-    command: PublishCommand, event_id: str, call: RoomCall, keys: KeyLayout
+    command: PublishCommand, event_id: str, call: RoomCall, keys: KeyLayout, journaled: bool
 ) -> tuple[str, str]:
     head = event_id + command.type
     data = command.data
@@ -128,7 +160,13 @@ def _encode(
     if write is not None and "version" in data:
         data = {k: v for k, v in data.items() if k != "version"}  # the server sets it
         data_json = None
-    if command.actor is not None or command.client_event_id or command.idempotency_key or write:
+    if (
+        command.actor is not None
+        or command.client_event_id
+        or command.idempotency_key
+        or write
+        or journaled
+    ):
         idem = 0
         if command.idempotency_key:
             call.keys.append(keys.room(command.room).idem_prefix + command.idempotency_key)
@@ -141,6 +179,7 @@ def _encode(
             write.action if write else "",
             "" if write is None or write.base_version is None else str(write.base_version),
             "" if write is None or write.fencing_token is None else str(write.fencing_token),
+            "j" if journaled else "",
             write.user_id if write else "",
         ]
         head += "\n" + "\n".join(fields)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any, Protocol
 
 from ..brokers.base import PublishCommand, PublishOutcome, PublishResult, RoomStreams
+from ..brokers.redis_batch import ClientCommand
 from ..domain import JSON, Identity
 from ..editing.rules import AnnotationWrite
 from ..errors import Forbidden, RoomcastError
@@ -66,6 +68,9 @@ def write_guard(event_type: str, data: JSON, user_id: str) -> AnnotationWrite | 
     )
 
 
+_FIELDS = tuple(f.name for f in fields(PublishCommand))
+
+
 class Publisher:
     def __init__(
         self, broker: RoomStreams, event_types: EventTypes, metrics: Metrics | None = None
@@ -108,8 +113,14 @@ class Publisher:
         )
 
     async def publish(self, command: PublishCommand, source: str) -> PublishOutcome:
-        """Publish one command, timing it and counting it unless it was a duplicate."""
+        """Publish one command, timing it and counting it unless it was a duplicate.
+
+        A "client" command is marked as a client's (ClientCommand): with webhooks on,
+        the broker journals it in the step that sequences it (SPEC 10's room order).
+        """
         started = time.perf_counter()
+        if source == "client" and not isinstance(command, ClientCommand):
+            command = ClientCommand(**{f: getattr(command, f) for f in _FIELDS})
         outcome = await self._broker.publish(command)
         if self._metrics is not None:
             self._metrics.publish_timer(source).observe(time.perf_counter() - started)

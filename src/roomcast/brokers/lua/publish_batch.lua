@@ -1,13 +1,23 @@
 -- Publish events of one room, in order, in one atomic step (after sequence.lua).
--- KEYS[4] annotation versions (hash), KEYS[5] leases (hash), KEYS[6..] the
--- idempotency keys of the events that have one.
--- ARGV[5] room, ARGV[6] idempotency TTL (s); then two arguments per event:
+-- KEYS[4] annotation versions (hash), KEYS[5] leases (hash); then, when ARGV[7]
+-- is not '0', KEYS[6] the webhook journal (stream) and KEYS[7] its counter; then
+-- the idempotency keys of the events that have one.
+-- ARGV[5] room, ARGV[6] idempotency TTL (s), ARGV[7] the journal's MAXLEN ('0':
+-- webhooks off, nothing is journaled and the journal's keys are not passed); then
+-- two arguments per event:
 --   head: event id (26 characters) .. type, optionally followed by '\n' and the
 --         fields that most events leave out, '\n'-separated:
 --         actor JSON, client_event_id JSON, idempotency key index in KEYS (0: none),
---         annotation id ('': no write guard), action, base version, fencing token, user id
+--         annotation id ('': no write guard), action, base version, fencing token,
+--         journal ('j': a client-published event, journaled for webhooks), user id
 --         (JSON text holds no raw newline; the user id, which may, comes last);
 --   data JSON.
+-- A journaled event's webhook entry is appended here, in the step that gives it
+-- its seq, so the journal holds a room's client events in seq order whichever
+-- instances published them (SPEC 10). The journal is one stream for the whole
+-- deployment, outside the room's hash slot: under Redis Cluster a script may not
+-- touch it beside the room's keys, and it would have to become one journal per
+-- slot (see redis_keys.py); on one server or under Sentinel this is atomic.
 -- Returns one string, 'epoch first_seq outcomes' and, when there are extras, '\n'
 -- and a JSON list of them: outcomes has one character per event, '0' written, 'v'
 -- written (an annotation write; its version is the next extra), '1' an idempotent
@@ -19,6 +29,8 @@
 
 local versions, leases = KEYS[4], KEYS[5]
 local room, idem_ttl = ARGV[5], tonumber(ARGV[6])
+local journal_max = ARGV[7]
+local journal, journal_counter = KEYS[6], KEYS[7]
 local epoch, seq = current_stream()
 local first_seq = seq + 1
 local outcomes = {}
@@ -66,24 +78,25 @@ local function check_write(aid, action, base, fencing, user)
   return nil, new_version
 end
 
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local head, data = ARGV[i], ARGV[i + 1]
   local id = string.sub(head, 1, 26)
   local nl = string.find(head, '\n', 27, true)
   local event_type, actor, cid, idem = nil, 'null', 'null', nil
   local refusal, version = nil, ''
-  local repeated = nil
+  local repeated, journaled = nil, false
   if nl then
     event_type = string.sub(head, 27, nl - 1)
     local f = {}
     local pos = nl + 1
-    for _ = 1, 7 do
+    for _ = 1, 8 do
       local stop = string.find(head, '\n', pos, true)
       table.insert(f, string.sub(head, pos, stop - 1))
       pos = stop + 1
     end
     local user = string.sub(head, pos)
     actor, cid = f[1], f[2]
+    journaled = f[8] == 'j' and journal_max ~= '0'
     if f[3] ~= '0' then
       idem = KEYS[tonumber(f[3])]
       repeated = redis.call('GET', idem)
@@ -116,6 +129,12 @@ for i = 7, #ARGV, 2 do
     redis.call('XADD', hist, seq .. '-1', 'e', envelope)
     table.insert(envelopes, envelope)
     if idem then redis.call('SET', idem, envelope, 'EX', idem_ttl) end
+    if journaled then
+      -- The webhook event of SPEC 10, as webhook_events.py would make it.
+      local n = redis.call('INCR', journal_counter)
+      redis.call('XADD', journal, 'MAXLEN', '~', journal_max, '*', 'n', n,
+        'e', '{"id":"ce' .. id .. '","kind":"client_event","event":' .. envelope .. '}')
+    end
     written = true
     if version == '' then
       table.insert(outcomes, '0')
