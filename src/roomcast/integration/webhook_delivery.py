@@ -7,16 +7,15 @@ the same batch, after a full-jitter backoff. The request timeout is below the le
 time to live, and the lease is renewed before every request, so a lease only
 changes hands once its holder has stopped sending (or died).
 
-Order: the journal holds events in the order they were appended; entries are read
-only once they have settled (`SETTLE_MS` old), and within a batch a room's client
-events are put back in `seq` order, so two instances that sequenced one room's
-events and journaled them in the opposite order still deliver them in room order.
+Order: the journal holds events in the order they were appended, and a client
+event is appended by the very step that gives it its seq (publish_batch.lua over
+Redis; in memory, with no await between the two), so each room's client events
+are in seq order in the journal already and leave in that order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 
 import aiohttp
@@ -30,29 +29,9 @@ from .signing import HEADER, sign
 from .webhook_journal import JournalEntry, JournalPage, WebhookJournal
 
 BATCH_SIZE = 100
-SETTLE_MS = 50
 POLL_SECONDS = 0.05
 LEASE_TTL_MS = 5000
 REQUEST_TIMEOUT_SECONDS = 4.0
-
-
-def in_room_order(events: Sequence[str]) -> list[str]:
-    """The batch with each room's client events sorted by (epoch, seq), in their own slots."""
-    parsed = [json.loads(e) for e in events]
-    slots: dict[str, list[int]] = {}
-    for index, event in enumerate(parsed):
-        if event.get("kind") == "client_event":
-            slots.setdefault(event["event"]["room"], []).append(index)
-    ordered = list(events)
-    for indices in slots.values():
-        if len(indices) < 2:
-            continue
-        by_seq = sorted(
-            indices, key=lambda i: (parsed[i]["event"]["epoch"], parsed[i]["event"]["seq"])
-        )
-        for slot, source in zip(indices, by_seq, strict=True):
-            ordered[slot] = events[source]
-    return ordered
 
 
 def batch_body(events: Sequence[str]) -> bytes:
@@ -102,7 +81,7 @@ class WebhookDelivery:
         if not await self._journal.hold_lease(self._holder, self._lease_ttl):
             self._metrics.webhook_lag.set(0)
             return self._lease_ttl / 1000 / 2
-        page = await self._journal.read(self._batch_size, SETTLE_MS)
+        page = await self._journal.read(self._batch_size)
         self._observe(page)
         if not page.entries:
             return POLL_SECONDS
@@ -120,7 +99,7 @@ class WebhookDelivery:
         self._metrics.webhook_lag.set(max(0, page.now_ms - oldest) / 1000)
 
     async def _post(self, session: aiohttp.ClientSession, entries: list[JournalEntry]) -> bool:
-        body = batch_body(in_room_order([e.event for e in entries]))
+        body = batch_body([e.event for e in entries])
         headers = {"Content-Type": "application/json"}
         if self._secret is not None:
             headers[HEADER] = sign(self._secret, body)

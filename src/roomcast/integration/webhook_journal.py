@@ -1,6 +1,7 @@
 """The webhook journal: every webhook event, in order, with a delivery cursor and a lease.
 
-Events are appended right after what they report (a publish, a presence change), so
+Events are appended with or right after what they report (a client's event by the
+script that sequences it, so in seq order; a presence change after it is made), so
 they outlive the instance that made them: in Redis a stream, bounded by MAXLEN, with
 the cursor (the last acknowledged entry) and the deliverer's lease beside it. Any
 instance can hold the lease (SET NX PX, renewed by its holder); only the holder
@@ -20,6 +21,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ..brokers.redis_batch import JournalKeys
 
 JOURNAL_MAXLEN = 100_000  # events kept for a receiver that is down; older ones are dead letters
 
@@ -56,8 +59,8 @@ class WebhookJournal(Protocol):
     async def hold_lease(self, holder: str, ttl_ms: int) -> bool:
         """Take or renew the delivery lease; whether `holder` has it now."""
 
-    async def read(self, count: int, settle_ms: int) -> JournalPage:
-        """Up to `count` entries after the cursor, journaled at least `settle_ms` ago."""
+    async def read(self, count: int) -> JournalPage:
+        """Up to `count` entries after the cursor, in journal order."""
 
     async def ack(self, holder: str, last: JournalEntry) -> bool:
         """Move the cursor to `last` if `holder` still holds the lease; drop what it passed."""
@@ -83,11 +86,11 @@ class MemoryJournal:
     async def hold_lease(self, holder: str, ttl_ms: int) -> bool:
         return True
 
-    async def read(self, count: int, settle_ms: int) -> JournalPage:
+    async def read(self, count: int) -> JournalPage:
         now = int(time.time() * 1000)
         entries: list[JournalEntry] = []
         for entry in self._entries:
-            if len(entries) >= count or entry.at_ms > now - settle_ms:
+            if len(entries) >= count:
                 break
             if entry.number > self._acked:
                 entries.append(entry)
@@ -130,8 +133,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cursor = redis.call('HMGET', KEYS[2], 'id', 'n')
 local start = '-'
 if cursor[1] then start = '(' .. cursor[1] end
-local stop = tostring(now - tonumber(ARGV[2]))
-local entries = redis.call('XRANGE', KEYS[1], start, stop, 'COUNT', ARGV[1])
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[1])
 return {now, tonumber(cursor[2] or 0), entries}
 """
 
@@ -156,6 +158,10 @@ class RedisJournal:
         self._stream, self._counter = f"{base}:stream", f"{base}:counter"
         self._cursor, self._lease = f"{base}:cursor", f"{base}:lease"
         self._maxlen = maxlen
+        # For the broker's publish script, which journals client events itself.
+        # One stream for the deployment, not in any room's hash slot: fine on one
+        # server or under Sentinel; Redis Cluster would need one journal per slot.
+        self.keys = JournalKeys(self._stream, self._counter, maxlen)
         self._append = client.register_script(_APPEND)
         self._hold = client.register_script(_LEASE)
         self._read = client.register_script(_READ)
@@ -168,10 +174,8 @@ class RedisJournal:
     async def hold_lease(self, holder: str, ttl_ms: int) -> bool:
         return bool(await self._hold(keys=[self._lease], args=[holder, ttl_ms]))
 
-    async def read(self, count: int, settle_ms: int) -> JournalPage:
-        now, acked, raw = await self._read(
-            keys=[self._stream, self._cursor], args=[count, settle_ms]
-        )
+    async def read(self, count: int) -> JournalPage:
+        now, acked, raw = await self._read(keys=[self._stream, self._cursor], args=[count])
         entries = []
         for position, fields in raw:
             values = dict(zip(map(_text, fields[::2]), fields[1::2], strict=True))
