@@ -108,6 +108,9 @@ class Roomcast:
         )
         self.broker.attach(self.hub)
         self.webhooks = make_webhooks(settings, self.metrics, self.log)
+        if self.webhooks is not None:
+            # Client events journaled by the broker as it sequences them (room order).
+            self.webhooks.recorder.journal_in(self.broker)
         self.proxies = Proxies(settings, self.metrics)
         self.rooms = RoomService(
             broker=self.broker,
