@@ -21,6 +21,11 @@ room's script touches one slot and the layout can move to Redis Cluster.
     {prefix}:control             channel control messages (disconnect a user, canary)
     {prefix}:memory_probe        string who measures Redis memory this period (NX, PX period)
     {prefix}:memory              string "<used_memory> <maxmemory> <measured_at_ms>", PX 3 periods
+    {prefix}:webhooks:stream     stream webhook events in journal order (one for the deployment:
+                                 outside any room's slot, so not yet for Redis Cluster)
+    {prefix}:webhooks:counter    string webhook events journaled (gaps are dead letters)
+    {prefix}:webhooks:cursor     string the last webhook event delivered (acknowledged by a 2xx)
+    {prefix}:webhooks:lease      string which instance delivers now (SET NX PX)
 
 Every key has a TTL, refreshed while it is in use.
 """
