@@ -211,3 +211,30 @@ async def test_platform_backend_example_persists_annotations_in_postgresql() -> 
             assert label == "car"
         finally:
             await db.close()
+
+
+async def test_webhooks_run_embedded_in_a_host_application() -> None:
+    from fastapi import FastAPI
+
+    host = FastAPI()
+
+    @host.get("/host/ping")
+    async def ping() -> dict[str, bool]:
+        return {"pong": True}
+
+    async with WebhookReceiver(SECRET) as receiver:
+        settings = test_settings(webhook_url=receiver.url, webhook_secret=SECRET)
+        async with running_server(settings, app=host) as server:
+            ann = await server.client("ann", name="Ann", rooms=[ROOM])
+            try:
+                await ann.call("join", {"room": ROOM})
+                body = {"room": ROOM, "data": _create("e1"), "client_event_id": "ce1"}
+                ack = await ann.call("annotation_update", body)
+                await receiver.wait_for(lambda r: len(client_events(r.events, ROOM)) >= 1)
+                async with httpx.AsyncClient(base_url=server.url) as http:
+                    assert (await http.get("/host/ping")).json() == {"pong": True}
+            finally:
+                await ann.close()
+        [envelope] = client_events(receiver.unique(), ROOM)
+        assert envelope["id"] == ack["id"] and envelope["seq"] == 1
+        assert receiver.bad_signatures == 0
