@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     redis_sentinels: str = Field(
         "", description="host:port,host:port of Redis Sentinels (Sentinel mode)"
     )
+    redis_cluster_nodes: str = Field(
+        "",
+        description=(
+            "host:port,host:port of Redis Cluster nodes (cluster mode: any few of them;"
+            " the rest are discovered); redis_password and redis_tls apply"
+        ),
+    )
     redis_sentinel_master: str = Field(
         "mymaster", description="the master's name, as the sentinels know it"
     )
@@ -259,6 +266,22 @@ class Settings(BaseSettings):
             raise ValueError("webhook_timeout_ms must be below webhook_lease_ms")
         return self
 
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if not self.redis_cluster_nodes:
+            return self
+        if self.redis_url or self.redis_sentinels:
+            raise ValueError(
+                "ROOMCAST_REDIS_CLUSTER_NODES excludes ROOMCAST_REDIS_URL and"
+                " ROOMCAST_REDIS_SENTINELS: set one Redis mode"
+            )
+        if self.redis_db:
+            raise ValueError("a Redis Cluster has database 0 only: unset ROOMCAST_REDIS_DB")
+        if self.webhook_url:
+            # The journal is one stream for the deployment, outside every room's slot.
+            raise ValueError("webhooks are not available with ROOMCAST_REDIS_CLUSTER_NODES yet")
+        return self
+
     @property
     def api_key_list(self) -> list[str]:
         return _split(self.api_keys.get_secret_value())
@@ -280,12 +303,20 @@ class Settings(BaseSettings):
         return out
 
     @property
+    def cluster_node_list(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for item in _split(self.redis_cluster_nodes):
+            host, _, port = item.rpartition(":")
+            out.append((host.strip("[]"), int(port)))
+        return out
+
+    @property
     def client_publishable(self) -> frozenset[str]:
         return frozenset(_split(self.client_publishable_types))
 
     @property
     def uses_redis(self) -> bool:
-        return bool(self.redis_url or self.redis_sentinels)
+        return bool(self.redis_url or self.redis_sentinels or self.redis_cluster_nodes)
 
     def missing_for_serving(self) -> list[str]:
         """Names of variables that must be set before a non-demo server may start."""

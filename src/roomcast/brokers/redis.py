@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -53,6 +53,7 @@ from .redis_internals import CountingPubSub as _CountingPubSub
 from .redis_internals import drop_master_connections, send_pipeline, sentinel_clients
 from .redis_keys import KeyLayout
 from .redis_memory import shared_memory_usage
+from .redis_sharded import NodePool, ShardedPubSub, is_cluster, owner, ready, refresh
 from .sentinel_watch import Switch, watch
 
 #: The pub/sub listener's delays between attempts: 50 ms growing to 1 s, with full
@@ -64,9 +65,12 @@ SETTLE_TIMEOUT = 3.0  # fencing the old master and settling its rooms, after a f
 SETTLE_WAIT = 1.0  # the longest a call waits for that
 
 
-def _script(name: str) -> str:
+def _script(name: str, sharded: bool = False) -> str:
+    """sequence.lua and the operation; `sharded`: the Redis Cluster variant, whose
+    scripts SPUBLISH to the room's channel (sharded pub/sub, redis_sharded.py)."""
     lua = files("roomcast.brokers").joinpath("lua")
-    return lua.joinpath("sequence.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+    text = lua.joinpath("sequence.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+    return text.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',") if sharded else text
 
 
 class RedisBroker:
@@ -87,12 +91,15 @@ class RedisBroker:
         self._ttl = history_ttl_seconds
         self._idem_ttl = idempotency_ttl_seconds
         self._timeout = timeout_of(client)  # redis_timeout_ms: every call's deadline
-        self._batch: AsyncScript = client.register_script(_script("publish_batch.lua"))
+        self._sharded = is_cluster(client)  # Redis Cluster: sharded pub/sub, per-shard pipelines
+        self._refreshing: asyncio.Task[None] | None = None  # re-reading its slot map
+        sharded = self._sharded
+        self._batch: AsyncScript = client.register_script(_script("publish_batch.lua", sharded))
         self._coalescer = PublishCoalescer(self._write_batch, timeout=self._timeout)
         self._journal: JournalKeys | None = None  # webhooks: where client events go
-        self._lease: AsyncScript = client.register_script(_script("lease.lua"))
-        self._position: AsyncScript = client.register_script(_script("position.lua"))
-        self._history: AsyncScript = client.register_script(_script("history.lua"))
+        self._lease: AsyncScript = client.register_script(_script("lease.lua", sharded))
+        self._position: AsyncScript = client.register_script(_script("position.lua", sharded))
+        self._history: AsyncScript = client.register_script(_script("history.lua", sharded))
         self._sink: BrokerSink | None = None
         self._rooms: set[str] = set()  # rooms this instance listens to
         self._last: dict[str, tuple[str, int]] = {}  # room -> last (epoch, seq) delivered
@@ -102,7 +109,7 @@ class RedisBroker:
         self._listener: asyncio.Task[None] | None = None
         # Sentinel mode: the task following +switch-master (sentinel_watch.py), and
         # the gate that holds Redis calls while a failover is being settled.
-        self._settle: AsyncScript = client.register_script(_script("settle.lua"))
+        self._settle: AsyncScript = client.register_script(_script("settle.lua", sharded))
         self._watcher: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._settled.set()
@@ -132,6 +139,10 @@ class RedisBroker:
 
     async def aclose(self) -> None:
         await self._coalescer.aclose()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,15 +210,22 @@ class RedisBroker:
             deadline = loop.time() + self._timeout
         if not self._settled.is_set():
             await self._wait_settled(deadline - loop.time())
+        if self._sharded:
+            await call(ready(self._redis), deadline=deadline)  # the slot map, on first use
         now = int(time.time() * 1000)
         results: list[PublishResult | None] = [None] * len(commands)
-        failure: BrokerUnavailable | None = None
-        for group in pipelines(plan(self.keys, commands, now, self._idem_ttl, self._journal)):
+        failures: dict[str, BrokerUnavailable] = {}  # per shard (one, but in a cluster)
+        moved = False
+        calls = plan(self.keys, commands, now, self._idem_ttl, self._journal)
+        for shard, pool, group in self._by_shard(pipelines(calls)):
             outcomes: list[PublishResult] | None = None
+            failure = failures.get(shard)
+            if failure is None and pool is None:
+                failure = failures[shard] = BrokerUnavailable("no shard serves the room now")
             if failure is None and loop.time() >= deadline:
-                failure = BrokerUnavailable("Redis did not answer in time")
+                failure = failures[shard] = BrokerUnavailable("Redis did not answer in time")
             if failure is None:
-                sent = SendWatch(self._redis.connection_pool)
+                sent = SendWatch(pool)
                 try:
                     replies = await call(
                         self._run_pipeline(group, now, sent), deadline=deadline, watch=sent
@@ -216,8 +234,9 @@ class RedisBroker:
                     # These may be written; the pipelines after them certainly are not.
                     outcomes = [OutcomeUnknown(exc.message) for c in group for _ in c.slots]
                     failure = BrokerUnavailable("Redis did not answer an earlier write in time")
+                    failures[shard] = failure
                 except BrokerUnavailable as exc:
-                    failure = exc  # the rest would wait out the same deadline
+                    failure = failures[shard] = exc  # the rest would wait out the same deadline
             start = 0
             for n, room_call in enumerate(group):
                 if outcomes is not None:
@@ -226,12 +245,44 @@ class RedisBroker:
                 elif failure is not None:
                     room_outcomes = unavailable(len(room_call.slots), failure.message)
                 elif isinstance(replies[n], Exception):
+                    moved = moved or str(replies[n]).startswith(("MOVED", "ASK"))
                     room_outcomes = self._call_failed(room_call, replies[n])
                 else:
                     room_outcomes = room_call.read(replies[n], commands, now)
                 for slot, outcome in zip(room_call.slots, room_outcomes, strict=True):
                     results[slot] = outcome
+        if moved or (self._sharded and failures):
+            self._refresh_soon()  # the next batch goes to the slots' new owners
         return [r for r in results if r is not None]
+
+    def _by_shard(
+        self, groups: Iterator[list[RoomCall]]
+    ) -> Iterator[tuple[str, Any, list[RoomCall]]]:
+        """Each pipeline as (shard, pool, calls); in a cluster, split by the rooms' shards."""
+        if not self._sharded:
+            for group in groups:
+                yield "", self._redis.connection_pool, group
+            return
+        for group in groups:
+            split: dict[str, list[RoomCall]] = {}
+            nodes: dict[str, Any] = {}
+            for room_call in group:
+                try:
+                    node = owner(self._redis, self.keys.room(room_call.room).meta)
+                except LookupError:  # the slot map has no primary for it now
+                    split.setdefault("", []).append(room_call)
+                    continue
+                nodes[node.name] = node
+                split.setdefault(node.name, []).append(room_call)
+            for name, calls in split.items():
+                yield name, NodePool(nodes[name]) if name else None, calls
+
+    def _refresh_soon(self) -> None:
+        """Re-read the cluster's slot map in the background (one refresh at a time)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(
+                refresh(self._redis), name="roomcast.broker.slot_map"
+            )
 
     async def _run_pipeline(self, group: list[RoomCall], now: int, pool: Any) -> list[Any]:
         prelude = self._prelude(now)
@@ -240,7 +291,7 @@ class RedisBroker:
         if missing:
             # The server lost its script cache (a restart, a failover): the refused
             # calls did nothing, so they are sent again, in order, once it is loaded.
-            await self._redis.script_load(self._batch.script)
+            await self._redis.script_load(self._batch.script)  # a cluster: every primary
             again = await self._pipeline([group[i] for i in missing], prelude, pool)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -286,7 +337,9 @@ class RedisBroker:
 
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
-        await self._call(self._redis.publish(self.keys.room(room).channel, payload))
+        channel = self.keys.room(room).channel
+        send = self._redis.spublish if self._sharded else self._redis.publish
+        await self._call(send(channel, payload))
 
     async def publish_control(self, message: JSON) -> None:
         await self._call(self._redis.publish(self.keys.control, json.dumps(message)))
@@ -384,7 +437,10 @@ class RedisBroker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
-            await self._call(self._pubsub.subscribe(channel))
+            if self._sharded:
+                await self._call(self._pubsub.ssubscribe(channel))
+            else:
+                await self._call(self._pubsub.subscribe(channel))
             await self._call(asyncio.shield(future))
         except BrokerUnavailable:
             self._rooms.discard(room)
@@ -397,8 +453,10 @@ class RedisBroker:
         self._rooms.discard(room)
         self._last.pop(room, None)
         if self._pubsub is not None:
+            channel = self.keys.room(room).channel
+            leave = self._pubsub.sunsubscribe if self._sharded else self._pubsub.unsubscribe
             with contextlib.suppress(BrokerUnavailable):
-                await self._call(self._pubsub.unsubscribe(self.keys.room(room).channel))
+                await self._call(leave(channel))
 
     async def _listen(self) -> None:
         """Read pub/sub for the instance's lifetime, reconnecting promptly."""
@@ -473,11 +531,21 @@ class RedisBroker:
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[Any]:
-        pubsub = _CountingPubSub(self._redis.connection_pool)
+        pubsub: Any
+        if self._sharded:
+            if self.sessions:
+                await refresh(self._redis)  # a shard was lost: where is each slot now
+            pubsub = ShardedPubSub(self._redis)
+        else:
+            pubsub = _CountingPubSub(self._redis.connection_pool)
         try:
             await pubsub.subscribe(self.keys.control)
             for room in list(self._rooms):
-                await pubsub.subscribe(self.keys.room(room).channel)
+                channel = self.keys.room(room).channel
+                if self._sharded:
+                    await pubsub.ssubscribe(channel)
+                else:
+                    await pubsub.subscribe(channel)
             self._pubsub = pubsub
             self._connected.set()
             if self.sessions or self._rooms:
@@ -488,7 +556,7 @@ class RedisBroker:
         finally:
             self._pubsub = None
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _catch_up(self) -> None:
         """Deliver what was published while pub/sub was down, from history."""
@@ -504,12 +572,12 @@ class RedisBroker:
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel", "")
-        if kind == "subscribe":
+        if kind in ("subscribe", "ssubscribe"):
             future = self._confirm.get(channel)
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind != "message" or self._sink is None:
+        if kind not in ("message", "smessage") or self._sink is None:
             return
         data: str = message["data"]
         if channel == self.keys.control:

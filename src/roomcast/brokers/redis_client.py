@@ -1,4 +1,4 @@
-"""Connecting to Redis, standalone or through Sentinel, with fail-fast timeouts.
+"""Connecting to Redis, standalone, through Sentinel or as a Cluster, with fail-fast timeouts.
 
 A command that cannot reach Redis fails within `redis_timeout_ms` (default 1 s)
 instead of waiting through long retries: callers turn the failure into
@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -38,7 +39,12 @@ CONNECT_TIMEOUT = 1.0  # the sentinels
 # for its first pub/sub session.
 OPERATION_TIMEOUT = 3.0
 # Error replies that mean "Redis cannot take this now", not "this request is wrong".
-UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
+# MOVED, ASK and CLUSTERDOWN come from a Redis Cluster whose slots moved or that
+# lost a shard: the command did not run there.
+UNAVAILABLE_REPLIES = (
+    "READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN",
+    "MOVED", "ASK", "CLUSTERDOWN",
+)  # fmt: skip
 
 
 def connect(settings: Settings) -> Any:
@@ -60,6 +66,8 @@ def connect(settings: Settings) -> Any:
         "decode_responses": True,
         "health_check_interval": 5,
     }
+    if settings.cluster_node_list:
+        return connect_cluster(settings, options)
     if settings.sentinel_list:
         sentinel_options: dict[str, Any] = {
             "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -89,6 +97,26 @@ def connect(settings: Settings) -> Any:
     return aioredis.Redis.from_pool(pool)
 
 
+def connect_cluster(settings: Settings, options: dict[str, Any]) -> Any:
+    """A Redis Cluster client: the same timeouts, password and TLS as the other modes.
+
+    The nodes listed are where discovery starts; redis-py learns the rest and the
+    slot map from them. Each node gets its own pool of `redis_max_connections`.
+    `retry` is the cluster client's own (a MOVED or a lost node refreshes the slot
+    map and tries once more); the per-node connections do not retry by themselves.
+    """
+    nodes = [ClusterNode(host, port) for host, port in settings.cluster_node_list]
+    cluster_options = {k: v for k, v in options.items() if k != "retry"}
+    return RedisCluster(
+        startup_nodes=nodes,
+        password=_secret(settings.redis_password),
+        ssl=settings.redis_tls,
+        max_connections=settings.redis_max_connections,
+        retry=Retry(NoBackoff(), 1),
+        **cluster_options,
+    )
+
+
 def _pool_options(settings: Settings) -> dict[str, Any]:
     """A pool of at most `redis_max_connections`, where a caller waits for a free one.
 
@@ -101,7 +129,9 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
 
 def timeout_of(client: Any) -> float:
     """The per-call deadline, in seconds, of a client from `connect` (redis_timeout_ms)."""
-    value = client.connection_pool.connection_kwargs.get("socket_timeout")
+    pool = getattr(client, "connection_pool", None)  # a cluster client has a pool per node
+    kwargs = pool.connection_kwargs if pool is not None else client.get_connection_kwargs()
+    value = kwargs.get("socket_timeout")
     return float(value) if value else OPERATION_TIMEOUT
 
 

@@ -141,7 +141,7 @@ class CountingPubSub(PubSub):
 
 def sentinel_clients(client: Any) -> list[Any]:
     """The clients of the sentinels behind a Sentinel-mode client; none otherwise (R5)."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     return list(getattr(manager, "sentinels", ()))
 
 

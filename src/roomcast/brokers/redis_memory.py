@@ -12,6 +12,10 @@ the stored one:
 The instance whose `SET NX` wins runs `INFO memory` and stores the figure; the
 others read the figure left by the last winner. The lock expires by itself, so an
 instance that dies holding it only delays the next measurement by one period.
+
+In a Redis Cluster the figure is the fullest primary's (the highest share of its
+maxmemory, or the most used without one): a shard that runs out of memory refuses
+its rooms' writes however empty the others are.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..domain import MemoryUsage
 from ..errors import RoomcastError
 from ..ids import new_event_id
 from .redis_client import call, timeout_of
+from .redis_sharded import is_cluster
 
 FIGURE_LIFETIME_PERIODS = 3
 
@@ -55,7 +60,11 @@ async def _shared_memory_usage(
         won, stored = await call(pipe.execute(), timeout_of(client))
     if not won:
         return parse_figure(stored)
-    info = await call(client.info("memory"), timeout_of(client))
+    if is_cluster(client):
+        per_node = await call(client.info("memory", target_nodes="primaries"), timeout_of(client))
+        info = max(per_node.values(), key=_fullness)
+    else:
+        info = await call(client.info("memory"), timeout_of(client))
     usage = MemoryUsage(
         used_bytes=int(info["used_memory"]),
         max_bytes=int(info.get("maxmemory", 0)),
@@ -64,6 +73,11 @@ async def _shared_memory_usage(
     text = f"{usage.used_bytes} {usage.max_bytes} {usage.measured_at_ms}"
     await call(client.set(figure, text, px=period_ms * FIGURE_LIFETIME_PERIODS))
     return usage
+
+
+def _fullness(info: dict[str, Any]) -> tuple[float, int]:
+    used, most = int(info["used_memory"]), int(info.get("maxmemory", 0))
+    return (used / most if most else 0.0, used)
 
 
 def parse_figure(stored: str | None) -> MemoryUsage | None:

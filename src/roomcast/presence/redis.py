@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from ..brokers.redis_client import call, timeout_of
 from ..brokers.redis_keys import KeyLayout
+from ..brokers.redis_sharded import is_cluster
 from ..domain import InstanceInfo, Member, PresenceChange
 from ..errors import BrokerUnavailable
 from ..observability.logging import get_logger
@@ -51,6 +52,7 @@ class RedisPresenceStore:
         self._register = client.register_script(lua_presence.REGISTER)
         self._reap_user = client.register_script(lua_presence.REAP_USER)
         self._heartbeat = client.register_script(lua_presence.HEARTBEAT)
+        self._sharded = is_cluster(client)  # Redis Cluster: no scripts in pipelines
         self._local_rooms: dict[str, int] = {}  # room -> this instance's entries there
         self._local_users: dict[str, int] = {}  # user -> this instance's connections
         self._refreshed_at = time.monotonic()
@@ -171,10 +173,18 @@ class RedisPresenceStore:
 
     async def heartbeat(self, connections: int) -> None:
         """Say this instance is alive, and keep its keys' TTLs fresh."""
+        stamp = {"keys": [self.keys.instances], "args": [self._instance, ENTRY_TTL_SECONDS]}
+        stamped: int | None = None
+        if self._sharded:
+            # redis-py's cluster pipeline takes no script: the heartbeat goes first, alone.
+            try:
+                stamped = int(await self._call(self._heartbeat(**stamp)))
+            except BrokerUnavailable:
+                self._healthy_since = None
+                raise
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self._heartbeat(  # queued in the pipeline
-                keys=[self.keys.instances], args=[self._instance, ENTRY_TTL_SECONDS], client=pipe
-            )
+            if stamped is None:
+                await self._heartbeat(**stamp, client=pipe)  # queued in the pipeline
             pipe.hset(f"{self.keys.instances}:conns", self._instance, connections)
             pipe.expire(f"{self.keys.instances}:conns", ENTRY_TTL_SECONDS)
             for key in (
@@ -195,7 +205,7 @@ class RedisPresenceStore:
             except BrokerUnavailable:
                 self._healthy_since = None
                 raise
-        self._server_now_ms = int(results[0])
+        self._server_now_ms = stamped if stamped is not None else int(results[0])
         now = time.monotonic()
         # Healthy means heartbeats got through steadily: a stall (a heartbeat that
         # took long, or a long pause between two) starts the count again.
