@@ -126,6 +126,47 @@ class RedisCluster(Managed):
     def key_slot(self, key: str) -> int:
         return int(self._any_node().command("CLUSTER", "KEYSLOT", key))
 
+    # -- faults ---------------------------------------------------------------------------
+
+    def failover(self, primary: RedisServer) -> RedisServer:
+        """`CLUSTER FAILOVER` on `primary`'s replica; returns it once every node sees it primary."""
+        replica = self._replica_of(primary)
+        replica.command("CLUSTER", "FAILOVER")
+        self._wait_primary(replica, f"CLUSTER FAILOVER to {replica.port}")
+        return replica
+
+    def kill_primary(self, primary: RedisServer) -> RedisServer:
+        """SIGKILL `primary` by PID; returns its replica once the others have promoted it."""
+        replica = self._replica_of(primary)
+        primary.kill()
+        self._wait_primary(replica, f"promotion of {replica.port} after SIGKILL of {primary.port}")
+        return replica
+
+    def _replica_of(self, primary: RedisServer) -> RedisServer:
+        for shard in self.shards():
+            if shard["primary"] == primary.port:
+                return self.node_at(int(shard["replicas"][0]))
+        raise LookupError(f"{primary.port} is no primary")
+
+    def _wait_primary(self, node: RedisServer, what: str) -> None:
+        def promoted() -> bool:
+            for other in self.nodes:
+                if not other.running:
+                    continue
+                if cluster_info(other).get("cluster_state") != "ok":
+                    return False
+                if not any(s["primary"] == node.port and s["slots"] for s in self.shards(other)):
+                    return False
+            return True
+
+        wait_until(
+            promoted,
+            alive=lambda: node.running,
+            what=what,
+            timeout=JOIN_TIMEOUT,
+            details=lambda: node.log_tail(15),
+        )
+
     def _any_node(self) -> RedisServer:
         for node in self.nodes:
             if node.running:
@@ -176,6 +217,9 @@ class RedisCluster(Managed):
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # The other shards keep serving while one has no primary (the
+                # setting docs/operations.md asks of a roomcast cluster).
+                "--cluster-require-full-coverage", "no",
             ]
         )  # fmt: skip
 

@@ -22,7 +22,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import AskError, NoScriptError, RedisError, ResponseError
 
 from ..backoff import Backoff
 from ..domain import JSON, HistoryPage, Lease, Member, MemoryUsage, Publication, StreamPosition
@@ -43,10 +43,10 @@ from .failover_settle import Settled, settle
 from .redis_batch import JournalKeys, RoomCall, guard_error, pack, pipelines, plan
 from .redis_client import (
     OPERATION_TIMEOUT,
-    UNAVAILABLE_REPLIES,
     SendWatch,
     call,
     disconnect,
+    refused_for_now,
     timeout_of,
 )
 from .redis_internals import CountingPubSub as _CountingPubSub
@@ -245,7 +245,7 @@ class RedisBroker:
                 elif failure is not None:
                     room_outcomes = unavailable(len(room_call.slots), failure.message)
                 elif isinstance(replies[n], Exception):
-                    moved = moved or str(replies[n]).startswith(("MOVED", "ASK"))
+                    moved = moved or isinstance(replies[n], AskError)  # MOVED too
                     room_outcomes = self._call_failed(room_call, replies[n])
                 else:
                     room_outcomes = room_call.read(replies[n], commands, now)
@@ -310,7 +310,7 @@ class RedisBroker:
 
     def _call_failed(self, room_call: RoomCall, error: Exception) -> list[PublishResult]:
         message = str(error)
-        if message.startswith(UNAVAILABLE_REPLIES) or not isinstance(error, ResponseError):
+        if refused_for_now(error) or not isinstance(error, ResponseError):
             return unavailable(len(room_call.slots), f"Redis cannot take writes now: {message}")
         self._log.error("broker.publish_failed", room=room_call.room, error=message)
         return [RoomcastError(f"publishing failed: {message}") for _ in room_call.slots]

@@ -26,7 +26,13 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from ..config import Settings
 from ..errors import BrokerUnavailable, OutcomeUnknown
@@ -39,12 +45,16 @@ CONNECT_TIMEOUT = 1.0  # the sentinels
 # for its first pub/sub session.
 OPERATION_TIMEOUT = 3.0
 # Error replies that mean "Redis cannot take this now", not "this request is wrong".
-# MOVED, ASK and CLUSTERDOWN come from a Redis Cluster whose slots moved or that
-# lost a shard: the command did not run there.
-UNAVAILABLE_REPLIES = (
-    "READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN",
-    "MOVED", "ASK", "CLUSTERDOWN",
-)  # fmt: skip
+UNAVAILABLE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "OOM", "NOREPLICAS", "BUSY", "TRYAGAIN")
+# Replies that redis-py parses into their own classes, their message without the
+# code: a Redis Cluster whose slot moved (MOVED, ASK), that lost a shard
+# (CLUSTERDOWN) or is migrating a slot (TRYAGAIN). The command did not run there.
+UNAVAILABLE_ERRORS = (AskError, ClusterDownError, TryAgainError)
+
+
+def refused_for_now(error: BaseException) -> bool:
+    """An error reply meaning "Redis cannot take this now": the command did not run."""
+    return isinstance(error, UNAVAILABLE_ERRORS) or str(error).startswith(UNAVAILABLE_REPLIES)
 
 
 def connect(settings: Settings) -> Any:
@@ -247,7 +257,7 @@ async def call(
     except TimeoutError:
         raise _failure(watch, "Redis did not answer in time") from None
     except ResponseError as exc:
-        if str(exc).startswith(UNAVAILABLE_REPLIES):
+        if refused_for_now(exc):
             # Refused with an error reply: the command did not run.
             raise BrokerUnavailable(f"Redis cannot take writes now: {exc}") from None
         raise
