@@ -1,7 +1,9 @@
-"""A shard primary's failover in Redis Cluster mode, under a steady publish stream (SPEC 9).
+"""A shard primary's failover, and a live room's slot migration, in Redis Cluster mode,
+under a steady publish stream (SPEC 9).
 
 Two brokers on a three-shard cluster: one publishes to a room on the shard that fails
-over and to a room on another shard, the other is subscribed to both. Publishing to
+over (or whose slot moves) and to a room on another shard, the other is subscribed to
+both. Publishing to
 the other shard's room never fails; the failed shard's room resumes by itself, under
 a new epoch (the new primary's replication history differs: sequence.lua), and no
 (epoch, seq) is handed out twice; the subscriber, whose shard subscription was
@@ -49,7 +51,10 @@ async def _broker(cluster: RedisCluster, sink: RecordingSink) -> RedisBroker:
     return broker
 
 
-async def _run(fault: Callable[[RedisCluster, RedisServer], RedisServer]) -> None:
+Fault = Callable[[RedisCluster, RedisServer, int], object]
+
+
+async def _run(fault: Fault) -> None:
     cluster = await RedisCluster().astart()
     publisher: RedisBroker | None = None
     subscriber: RedisBroker | None = None
@@ -85,7 +90,7 @@ async def _run(fault: Callable[[RedisCluster, RedisServer], RedisServer]) -> Non
         await sink.wait_for(lambda s: len(s.seqs(hit)) >= 20 and len(s.seqs(other)) >= 20)
         before = len(acked[hit])
         began = time.monotonic()
-        await asyncio.to_thread(fault, cluster, failing)
+        await asyncio.to_thread(fault, cluster, failing, cluster.key_slot(f"cfo:{{{hit}}}:meta"))
         # The failed shard's room takes publishes again, under a new epoch.
         first_epoch = acked[hit][0][0]
         while not any(epoch != first_epoch for epoch, _ in acked[hit][before:]):
@@ -125,14 +130,27 @@ async def _run(fault: Callable[[RedisCluster, RedisServer], RedisServer]) -> Non
         cluster.stop()
 
 
-def _graceful(cluster: RedisCluster, primary: RedisServer) -> RedisServer:
+def _graceful(cluster: RedisCluster, primary: RedisServer, slot: int) -> object:
     return cluster.failover(primary)
 
 
-def _sigkill(cluster: RedisCluster, primary: RedisServer) -> RedisServer:
+def _sigkill(cluster: RedisCluster, primary: RedisServer, slot: int) -> object:
     return cluster.kill_primary(primary)
 
 
-@pytest.mark.parametrize("fault", [_graceful, _sigkill], ids=["cluster_failover", "sigkill"])
+def _reshard(cluster: RedisCluster, primary: RedisServer, slot: int) -> object:
+    """The room's slot, keys included, moves to another primary while it is published to."""
+    target = next(
+        cluster.node_at(s["primary"])
+        for s in cluster.shards()
+        if s["primary"] != primary.port and s["slots"]
+    )
+    cluster.move_slot(slot, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "fault", [_graceful, _sigkill, _reshard], ids=["cluster_failover", "sigkill", "reshard"]
+)
 async def test_a_shard_fails_over_under_publish_load(fault: Any) -> None:
     await _run(fault)

@@ -142,6 +142,36 @@ class RedisCluster(Managed):
         self._wait_primary(replica, f"promotion of {replica.port} after SIGKILL of {primary.port}")
         return replica
 
+    def move_slot(self, slot: int, target: RedisServer) -> None:
+        """Migrate `slot`, keys included, to the primary `target` (what `redis-cli
+        --cluster reshard` does per slot: IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE)."""
+        source = self.slot_owner(slot)
+        source_id, target_id = source.command("CLUSTER", "MYID"), target.command("CLUSTER", "MYID")
+        target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            source.command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys, timeout=6.0)
+        for node in (target, source):
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self._wait_owner(slot, target)
+
+    def _wait_owner(self, slot: int, node: RedisServer) -> None:
+        def moved() -> bool:
+            for other in self.nodes:
+                if other.running and not any(
+                    s["primary"] == node.port and any(a <= slot <= b for a, b in s["slots"])
+                    for s in self.shards(other)
+                ):
+                    return False
+            return True
+
+        wait_until(
+            moved,
+            alive=lambda: node.running,
+            what=f"slot {slot} moving to {node.port}",
+            timeout=JOIN_TIMEOUT,
+        )
+
     def _replica_of(self, primary: RedisServer) -> RedisServer:
         for shard in self.shards():
             if shard["primary"] == primary.port:
