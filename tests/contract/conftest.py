@@ -55,13 +55,8 @@ def shared_cluster() -> Iterator[RedisCluster]:
 
 # Compares the broker's figure with `shared_redis`'s own INFO: over a cluster it must
 # compare with the cluster's fullest primary instead (a change to that module).
-_NOT_YET_OVER_CLUSTER = {"tests.contract.test_memory_usage_contract"}
-
-
 @pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "cluster" and request.module.__name__ in _NOT_YET_OVER_CLUSTER:
-        pytest.skip("compares with the standalone server's INFO, not the cluster's")
     return str(request.param)
 
 

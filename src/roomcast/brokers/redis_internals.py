@@ -40,6 +40,14 @@ R6. A Sentinel pool (`SentinelConnectionPool`) keeps its connections to a demote
     asks the sentinels again. Its `connection_kwargs` (less `connection_pool`)
     and `connection_class` (an SSLConnection for TLS) reach any server of the
     set. Breaks: writes going on to a demoted master after `+switch-master`.
+R7. Redis Cluster (brokers/redis_sharded.py, which reaches these directly): a
+    `RedisCluster`'s `nodes_manager.get_node_from_slot(client.keyslot(key))` names
+    the primary serving a key, `nodes_manager.initialize()` re-reads the slot map,
+    and a `ClusterNode` lends a connection with `acquire_connection()` / `release()`
+    and carries the `connection_kwargs` and `connection_class` (TLS, password) that
+    reach it. Breaks: sharded subscriptions on the wrong node, or none after a
+    failover or a slot migration; the cluster fault tests
+    (tests/cluster/test_redis_cluster_failover.py) show it.
 """
 
 from __future__ import annotations
