@@ -433,14 +433,19 @@ class RedisBroker:
         # The head before subscribing: everything after it arrives live or is
         # caught up from history, so a gap is noticed even before the first event.
         before = await self.position(room)
+        # Read again after the await: the listener may have lost its session meanwhile
+        # (a failover), and a join must then be told Redis is unavailable, not crash.
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise BrokerUnavailable("not connected to Redis pub/sub")
         self._rooms.add(room)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
             if self._sharded:
-                await self._call(self._pubsub.ssubscribe(channel))
+                await self._call(pubsub.ssubscribe(channel))
             else:
-                await self._call(self._pubsub.subscribe(channel))
+                await self._call(pubsub.subscribe(channel))
             await self._call(asyncio.shield(future))
         except BrokerUnavailable:
             self._rooms.discard(room)
