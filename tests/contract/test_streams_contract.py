@@ -7,23 +7,8 @@ from typing import Any
 
 import pytest
 
-from roomcast.brokers.base import PublishCommand
-from roomcast.editing.rules import AnnotationWrite
 from roomcast.errors import Conflict
-
-ROOM = "project_c"
-DATA = {"total": 1, "completed": 0, "percent": 0.0}
-
-
-def cmd(room: str = ROOM, **kwargs: Any) -> PublishCommand:
-    return PublishCommand(room=room, type="project_progress_update", data=DATA, **kwargs)
-
-
-def write(action: str, base: int | None = None, user: str = "u1", **kw: Any) -> PublishCommand:
-    guard = AnnotationWrite("a1", action, base, user, **kw)
-    return PublishCommand(
-        room="annotation_c", type="annotation_update", data={"action": action}, guard=guard
-    )
+from tests.contract.commands import ROOM, cmd, write
 
 
 async def test_publish_sequences_stores_and_delivers_in_order(make_broker: Any) -> None:
