@@ -15,19 +15,14 @@ arrives here as an `EngineIOJunk` message (internals.py, assumption E7).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from socketio import packet as sio_packet
 
-from ..errors import InvalidPayload, InvalidType, RoomcastError
+from ..engine.junk import JUNK_EVENT, RESERVED_EVENTS, Junk
+from ..errors import InvalidPayload, InvalidType
 
-#: The event a junk packet becomes (see `GatewayPacket`); a client's own event of this
-#: name is junk too, so only the decoder produces it.
-JUNK_EVENT = "roomcast.junk"
-#: Names python-socketio gives to its own handlers ("connect" would call the connect
-#: handler, "*" the catch-all with shifted arguments), and the junk event.
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "message", "*", JUNK_EVENT})
+__all__ = ["JUNK_EVENT", "RESERVED_EVENTS", "EngineIOJunk", "GatewayPacket", "Junk"]
 
 
 class EngineIOJunk(bytes):
@@ -43,15 +38,6 @@ class EngineIOJunk(bytes):
         junk = super().__new__(cls, b"")
         junk.reason = reason
         return junk
-
-
-@dataclass(frozen=True, slots=True)
-class Junk:
-    """Why a client packet is not a protocol event (`reason` is a metric label)."""
-
-    # undecodable | too_deep | reserved_event | arguments | unknown_event | binary | engineio
-    reason: str
-    error: RoomcastError
 
 
 class GatewayPacket(sio_packet.Packet):  # type: ignore[misc]
