@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import socketio
 from fastapi import FastAPI
 
 from . import __version__
@@ -49,10 +48,9 @@ from .transport.fast_publish import FastPublish
 from .transport.gateway import SocketGateway
 from .transport.health import Readiness
 from .transport.http_api import HttpServices, build_router, install_error_handlers
-from .transport.internals import AfterConnectManager, WiredASGIApp, WiredSocketIOServer
-from .transport.outlet import EngineIOOutlet
-from .transport.packets import GatewayPacket
 from .transport.refusals import Refusals
+from .transport.socketio_server import SocketIOServer
+from .transport.sockets import ASGIApp, SocketServer
 
 
 class Roomcast:
@@ -81,21 +79,8 @@ class Roomcast:
             presence = presence or default_presence
         self.broker = broker
         self.presence = presence
-        cors: Any = settings.cors_origin_list or None
-        if cors == ["*"]:
-            cors = "*"
-        self.sio = WiredSocketIOServer(
-            async_mode="asgi",
-            client_manager=AfterConnectManager(self._after_connect),
-            serializer=GatewayPacket,
-            cors_allowed_origins=cors,
-            max_http_buffer_size=max(settings.max_payload_bytes * 4, 1_000_000),
-            logger=False,
-            engineio_logger=False,
-        )
-        self.outlet = EngineIOOutlet(
-            self.sio, settings.send_queue_limit, settings.send_buffer_limit_bytes
-        )
+        self.sockets = make_socket_server(settings)
+        self.outlet = self.sockets.outlet
         self.control = ControlRouter()
         self.hub = LocalHub(
             self.outlet,
@@ -131,7 +116,7 @@ class Roomcast:
             publish_proxy=self.proxies.publish,
         )
         self.gateway = SocketGateway(
-            sio=self.sio,
+            sockets=self.sockets,
             settings=settings,
             verifier=self.verifier,
             rooms=self.rooms,
@@ -140,6 +125,7 @@ class Roomcast:
             event_types=self.event_types,
             metrics=self.metrics,
         )
+        self.sockets.serve(self.gateway)
         self.broadcast = EventBroadcastService(
             self.broker, kinds=self.kinds, event_types=self.event_types, metrics=self.metrics
         )
@@ -185,9 +171,6 @@ class Roomcast:
         self._tasks: list[asyncio.Task[None]] = []
 
     # callbacks from the fan-out (synchronous, on the hot path's edge) --------------
-
-    def _after_connect(self, sid: str) -> None:
-        self.gateway.after_connect(sid)
 
     def _slow_consumer(self, sid: str) -> None:
         self.gateway.request_close(
@@ -247,6 +230,7 @@ class Roomcast:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.sockets.aclose()
         await self.proxies.aclose()
         if self.webhooks is not None:
             await self.webhooks.journal.aclose()
@@ -290,7 +274,7 @@ def create_app(
     event_types: EventTypes | None = None,
     join_hook: JoinHook | None = None,
     demo: bool = False,
-) -> socketio.ASGIApp:
+) -> ASGIApp:
     """Build the ASGI application.
 
     Pass `app` to add roomcast to an existing FastAPI application: its routes stay,
@@ -328,6 +312,11 @@ def create_app(
             history=runtime.broker.history,
         )
     fast = FastPublish(fastapi_app, runtime.http)
-    asgi = WiredASGIApp(runtime.sio, other_asgi_app=fast, socketio_path="socket.io")
-    asgi.roomcast = runtime
+    asgi = runtime.sockets.asgi(fast)
+    asgi.roomcast = runtime  # type: ignore[attr-defined]
     return asgi
+
+
+def make_socket_server(settings: Settings) -> SocketServer:
+    """The Socket.IO server `ROOMCAST_ENGINE` names (transport/sockets.py)."""
+    return SocketIOServer(settings)

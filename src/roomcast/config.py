@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         False,
         description="compress WebSocket messages (costs CPU per recipient on every broadcast)",
     )
+    engine: Literal["native", "python-socketio"] = Field(
+        "python-socketio",
+        description=(
+            "the Socket.IO server: roomcast's own engine (native: no task per "
+            "connection) or python-socketio on python-engineio"
+        ),
+    )
     instance_dead_after_seconds: float = Field(
         10.0, gt=0, description="seconds without a heartbeat before an instance is reaped"
     )

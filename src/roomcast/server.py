@@ -108,7 +108,7 @@ def protocol_limits(runtime: Roomcast) -> dict[str, Any]:
         "http": HeadLimitedHttpToolsProtocol,
         # The same bound for a caller that swaps `http` for "h11" (which answers 400).
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
-        "ws_max_size": int(runtime.sio.eio.max_http_buffer_size),
+        "ws_max_size": runtime.sockets.max_message_bytes,
     }
 
 

@@ -2,6 +2,9 @@
 against the connection's rate, parses it, calls RoomService, and turns the outcome
 into the ack `{"ok": ...}`. This is the one place a RoomcastError becomes a
 Socket.IO reply.
+
+It is the `SocketHandler` (engine/contract.py) of whichever `SocketServer` runs
+(transport/sockets.py): it sees connections and events, never packets or engines.
 """
 
 from __future__ import annotations
@@ -11,15 +14,16 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import socketio
 from pydantic import BaseModel
 
 from ..auth.tokens import TokenVerifier
 from ..config import Settings
 from ..connections import Connection, ConnectionTable
 from ..domain import JSON
+from ..engine.contract import ConnectRefused, Handshake
+from ..engine.junk import JUNK_EVENT, Junk
 from ..errors import (
     AuthMissing,
     ConnectionLimit,
@@ -46,14 +50,11 @@ from ..protocol.requests import (
 )
 from ..ratelimit.bucket import BucketMap, TokenBucket
 from ..rooms.service import RoomService
-from .internals import engine_binding
-from .outlet import EngineIOOutlet
-from .packets import JUNK_EVENT, GatewayPacket, Junk
 from .refusals import Refusals, wire_error
+from .sockets import SocketOutlet
 
 Handler = Callable[[Connection, Any], Awaitable[JSON]]
 _CloseRequest = tuple[str, str, JSON | None]  # sid, reason, the status to send first
-_PROTOCOL_EVENTS = ("join", "leave", "lock", "unlock")
 
 #: A connection may send this many junk packets at once, and one a second after that;
 #: past it, it is closed with the reason "protocol_abuse".
@@ -71,21 +72,25 @@ class _JunkRecord:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+class _Disconnector(Protocol):
+    async def disconnect(self, sid: str) -> None: ...
+
+
 class SocketGateway:
     def __init__(
         self,
         *,
-        sio: socketio.AsyncServer,
+        sockets: _Disconnector,
         settings: Settings,
         verifier: TokenVerifier,
         rooms: RoomService,
         presence: PresenceStore,
-        outlet: EngineIOOutlet,
+        outlet: SocketOutlet,
         event_types: EventTypes,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sio = sio
+        self._sockets = sockets
         self._settings = settings
         self._verifier = verifier
         self._rooms = rooms
@@ -122,60 +127,30 @@ class SocketGateway:
             "lock": (LockRequest, rooms.lock),
             "unlock": (UnlockRequest, rooms.unlock),
         }
-        self._register()
-
-    # registration ------------------------------------------------------------------
-
-    def _register(self) -> None:
-        sio = self._sio
-        if not (isinstance(sio.packet_class, type) and issubclass(sio.packet_class, GatewayPacket)):
-            # Without it junk reaches python-socketio's own decoder: no ack, a traceback.
-            raise TypeError("the Socket.IO server must be built with serializer=GatewayPacket")
-        sio.on("connect", self._on_connect)
-        sio.on("disconnect", self._on_disconnect)
-        for name in _PROTOCOL_EVENTS:
-            sio.on(name, self._make_handler(name))
-        sio.on(JUNK_EVENT, self._on_junk)
-        sio.on("*", self._on_any)
-
-    def _make_handler(self, name: str) -> Callable[..., Awaitable[JSON]]:
-        async def handler(sid: str, *args: Any) -> JSON:
-            return await self._dispatch(sid, name, args)
-
-        return handler
-
-    async def _on_any(self, event: str, sid: str, *args: Any) -> JSON:
-        return await self._dispatch(sid, event, args)
-
-    async def _on_junk(self, sid: str, junk: Junk, *_: Any) -> JSON:
-        return await self._dispatch(sid, JUNK_EVENT, (junk,))
 
     # connect / disconnect --------------------------------------------------------
 
-    def _address(self, environ: dict[str, Any]) -> str:
-        client = environ.get("asgi.scope", {}).get("client")
-        return str(client[0]) if client else str(environ.get("REMOTE_ADDR", "unknown"))
-
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def connect(self, sid: str, handshake: Handshake) -> None:
         try:
-            conn = await self._admit_connection(sid, environ, auth)
+            conn = await self._admit_connection(sid, handshake)
         except RoomcastError as exc:
             self._refusals.count(exc)
             self._log.info("connection.refused", sid=sid, code=exc.code)
-            raise socketio.exceptions.ConnectionRefusedError(
+            raise ConnectRefused(
                 exc.message, {"code": exc.code, "temporary": exc.temporary}
             ) from None
         self._log.debug("connection.opened", sid=sid, user=conn.identity.user_id)
 
-    async def _admit_connection(self, sid: str, environ: dict[str, Any], auth: Any) -> Connection:
+    async def _admit_connection(self, sid: str, handshake: Handshake) -> Connection:
         if self.draining:
             raise ServerDraining("this instance is shutting down; connect to another")
-        address = self._address(environ)
+        address = handshake.address
+        auth = handshake.auth
         if self._address_buckets is not None and not self._address_buckets.take(address):
             raise RateLimited("too many connection attempts from this address")
         token: Any = auth.get("token") if isinstance(auth, dict) else None
         if not token:
-            header = str(environ.get("HTTP_AUTHORIZATION", ""))
+            header = handshake.headers.get("authorization", "")
             if header[:7].lower() == "bearer ":
                 token = header[7:].strip()
         if not token:
@@ -195,8 +170,6 @@ class SocketGateway:
             ),
         )
         self.connections.add(conn)
-        eio_sid, wire = engine_binding(self._sio, sid, environ)
-        self._outlet.bind(sid, eio_sid, wire)
         joined = False
         try:
             user_room = self._rooms.kinds.user_room(identity.user_id).name
@@ -217,7 +190,7 @@ class SocketGateway:
         self._metrics.connections.set(len(self.connections))
         return conn
 
-    def after_connect(self, sid: str) -> None:
+    def connected(self, sid: str) -> None:
         """Greet a connection once its Socket.IO CONNECT packet has gone out."""
         conn = self.connections.get(sid)
         if conn is None:
@@ -242,11 +215,11 @@ class SocketGateway:
             },
         )
 
-    async def _on_disconnect(self, sid: str, reason: Any = None, *_: Any) -> None:
+    async def disconnect(self, sid: str, reason: str) -> None:
         conn = self.connections.get(sid)
         if conn is not None:
             await self._forget(conn)
-            self._log.debug("connection.closed", sid=sid, reason=str(reason))
+            self._log.debug("connection.closed", sid=sid, reason=reason)
 
     async def _forget(self, conn: Connection) -> None:
         """Undo everything a connection holds: rooms, presence, leases, counts, timers.
@@ -315,7 +288,7 @@ class SocketGateway:
         if status is not None:
             self._outlet.send(sid, "connection_status", status)
         self._log.info("connection.closing", sid=sid, reason=reason)
-        await self._sio.disconnect(sid)
+        await self._sockets.disconnect(sid)
 
     def close_user(self, user_id: str, reason: str) -> int:
         conns = self.connections.of_user(user_id)
@@ -367,7 +340,7 @@ class SocketGateway:
             )
         raise RateLimited("too many events; slow down", retry_after_ms=retry_ms)
 
-    def _junk_of(self, event: str, args: tuple[Any, ...]) -> Junk | None:
+    def _junk_of(self, event: str, args: list[Any]) -> Junk | None:
         """Why an event is not a protocol event at all, or None when it may be one."""
         if event == JUNK_EVENT and args and isinstance(args[0], Junk):
             return args[0]
@@ -408,7 +381,7 @@ class SocketGateway:
                 conn.sid, "protocol_abuse", {"status": "disconnected", "reason": "protocol_abuse"}
             )
 
-    async def _dispatch(self, sid: str, event: str, args: tuple[Any, ...]) -> JSON:
+    async def event(self, sid: str, event: str, args: list[Any]) -> JSON:
         conn = self.connections.get(sid)
         if conn is None:
             return wire_error(Forbidden("not connected"))
