@@ -4,8 +4,10 @@ The same broadcast roomcast does, and nothing else: no authentication, no room
 rules, no sequencing, no history, no rate limits. Clients emit ``join``
 ``{"room": name}`` (ack ``{"ok": true}``); ``POST /api/v1/publish`` with
 ``{"room", "type", "data"}`` emits ``data`` under the event name ``type`` to the
-room and answers ``{"ok": true}``. The HTTP side is FastAPI and the server is
-uvicorn, like roomcast, so the comparison isolates what roomcast adds.
+room and answers ``{"ok": true}``; a client's ``publish`` event with the same body
+does the same (to the whole room, the sender included) and is acked ``{"ok": true}``.
+The HTTP side is FastAPI and the server is uvicorn, like roomcast, so the comparison
+isolates what roomcast adds.
 
     python benchmarks/peers/plain_socketio.py PORT [--host 127.0.0.1] [--redis URL]
         [--loop asyncio|uvloop|auto]
@@ -42,6 +44,15 @@ def build_app(redis_url: str | None = None) -> Any:
             return {"ok": False, "error": {"code": "invalid_room", "message": "room required"}}
         await sio.enter_room(sid, room)
         return {"ok": True, "room": room}
+
+    @sio.on("publish")  # type: ignore[untyped-decorator]
+    async def publish_from_client(sid: str, payload: Any) -> dict[str, Any]:
+        try:
+            body = PublishBody.model_validate(payload)
+        except ValueError:
+            return {"ok": False, "error": {"code": "invalid_payload", "message": "bad body"}}
+        await sio.emit(body.type, body.data, room=body.room)
+        return {"ok": True}
 
     api = FastAPI()
 

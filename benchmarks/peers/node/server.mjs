@@ -5,6 +5,8 @@
 //   - clients emit `join` {room} and get the ack {ok: true, room};
 //   - POST /api/v1/publish {room, type, data} emits `data` under the event name
 //     `type` to the room and answers {ok: true};
+//   - clients emit `publish` {room, type, data}: `data` goes under the event name
+//     `type` to the whole room, the sender included, and the ack is {ok: true};
 //   - GET /healthz answers {ok: true}.
 //
 //   node server.mjs PORT [--host 127.0.0.1] [--redis redis://...]
@@ -138,6 +140,22 @@ async function main() {
       }
       if (typeof ack === "function") {
         ack(answer);
+      }
+    });
+    socket.on("publish", (payload, ack) => {
+      const valid =
+        payload &&
+        typeof payload.room === "string" &&
+        payload.room &&
+        typeof payload.type === "string" &&
+        payload.type &&
+        payload.data !== null &&
+        typeof payload.data === "object";
+      if (valid) {
+        io.to(payload.room).emit(payload.type, payload.data);
+      }
+      if (typeof ack === "function") {
+        ack(valid ? { ok: true } : { ok: false, error: { code: "invalid_payload" } });
       }
     });
   });
