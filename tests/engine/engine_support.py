@@ -1,0 +1,121 @@
+"""A real uvicorn serving roomcast's engine with a small SocketHandler of the tests' own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from roomcast.engine.app import EngineASGIApp
+from roomcast.engine.contract import ConnectRefused, Handshake
+from roomcast.engine.junk import JUNK_EVENT, Junk
+from roomcast.engine.server import EngineServer
+from tests.support.server import free_socket
+
+try:
+    from roomcast.engine.websocket import RawWebSocketProtocol
+
+    RAW: Any = RawWebSocketProtocol
+except ImportError:  # pragma: no cover - E1's protocol not there yet
+    RAW = None
+
+#: The WebSocket protocols the engine is served under: roomcast's raw carrier, and
+#: uvicorn's default (the engine's ASGI carrier).
+WS_PROTOCOLS: dict[str, Any] = {"uvicorn": "auto"}
+if RAW is not None:
+    WS_PROTOCOLS["raw"] = RAW
+
+
+@dataclass
+class EchoHandler:
+    """Admits a token other than "bad"; answers "echo" with its argument, junk with its
+    reason; records everything, in order."""
+
+    connects: list[tuple[str, Handshake]] = field(default_factory=list)
+    connected_sids: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, list[Any]]] = field(default_factory=list)
+    disconnects: list[tuple[str, str]] = field(default_factory=list)
+    on_connected: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    on_event: asyncio.Queue[tuple[str, str, list[Any]]] = field(default_factory=asyncio.Queue)
+    on_disconnect: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    engine: EngineServer | None = None
+
+    async def connect(self, sid: str, handshake: Handshake) -> None:
+        self.connects.append((sid, handshake))
+        auth = handshake.auth
+        if not isinstance(auth, dict) or auth.get("token") == "bad":
+            raise ConnectRefused("unauthorized", {"token": "refused"})
+
+    def connected(self, sid: str) -> None:
+        self.connected_sids.append(sid)
+        assert self.engine is not None
+        self.engine.outlet.send(sid, "welcome", {"sid": sid})
+        self.on_connected.put_nowait(sid)
+
+    async def event(self, sid: str, name: str, args: list[Any]) -> Any:
+        self.events.append((sid, name, args))
+        self.on_event.put_nowait((sid, name, args))
+        if name == "echo":
+            return args[0] if args else None
+        if name == "slow":
+            await asyncio.sleep(float(args[0]))
+            return "slow"
+        if name == "close_me":
+            assert self.engine is not None
+            asyncio.get_running_loop().create_task(self.engine.disconnect(sid))
+            return "bye"
+        if name == JUNK_EVENT:
+            junk = args[0]
+            assert isinstance(junk, Junk)
+            return {"error": junk.error.code, "reason": junk.reason}
+        return None
+
+    async def disconnect(self, sid: str, reason: str) -> None:
+        self.disconnects.append((sid, reason))
+        self.on_disconnect.put_nowait((sid, reason))
+
+
+@dataclass
+class EngineUnderTest:
+    url: str
+    engine: EngineServer
+    handler: EchoHandler
+    ws: str
+
+
+@contextlib.asynccontextmanager
+async def serving(ws: str = "uvicorn", **engine_kwargs: Any) -> AsyncIterator[EngineUnderTest]:
+    engine = EngineServer(**engine_kwargs)
+    handler = EchoHandler(engine=engine)
+    engine.serve(handler)
+    app = EngineASGIApp(engine, None)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        ws=WS_PROTOCOLS[ws],
+        ws_max_size=engine.max_message_bytes,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield EngineUnderTest(f"http://127.0.0.1:{port}", engine, handler, ws)
+    finally:
+        await engine.aclose()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+async def next_of(queue: asyncio.Queue[Any], timeout: float = 5.0) -> Any:
+    async with asyncio.timeout(timeout):
+        return await queue.get()
