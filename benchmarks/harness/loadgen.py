@@ -21,8 +21,8 @@ from array import array
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import httppub
-from .wsclient import PROBE_EVERY, Readers, Tally, WsConn, connect
+from . import httppub, sockpub
+from .wsclient import PROBE_EVERY, Acks, Readers, Tally, WsConn, connect
 
 CALL_TIMEOUT_S = 180.0
 
@@ -33,6 +33,9 @@ class Worker:
         self.tally = Tally()
         self.readers: Readers | None = None
         self.clients: list[WsConn] = []
+        self.publishers: list[WsConn] = []
+        self.pub_tally = Tally()  # the publishers' own copies of events: not counted
+        self.dialect = sockpub.PEER_DIALECT
         self.done = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -106,13 +109,57 @@ class Worker:
             "cpu": time.process_time() - cpu0,
         }
 
+    async def cmd_connect_publishers(
+        self,
+        host: str,
+        specs: list[tuple[int, bytes, bytes]],
+        concurrency: int,
+        timeout: float,
+        dialect: str,
+    ) -> dict[str, Any]:
+        """Open one publishing client per (port, auth, room): joined to its room."""
+        readers = self.readers
+        if readers is None:
+            raise RuntimeError("the worker is not running")
+        self.dialect = dialect
+        gate = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+
+        async def one(port: int, auth: bytes, room: bytes) -> None:
+            async with gate:
+                try:
+                    conn = await connect(
+                        self.pub_tally, readers, host, port, auth, room, False, timeout, Acks()
+                    )
+                except (OSError, TimeoutError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                else:
+                    self.publishers.append(conn)
+
+        await asyncio.gather(*(one(*spec) for spec in specs))
+        return {"connected": len(specs) - len(errors), "errors": errors[:3]}
+
+    async def cmd_client_publish(
+        self, total: int, duration: float, tag: str, phase: float, worker: int
+    ) -> dict[str, Any]:
+        tally = await sockpub.publish(
+            self.publishers, self.dialect, total, duration, tag, phase, worker
+        )
+        return {
+            "ok": tally.ok,
+            "errors": tally.errors,
+            "skipped": tally.skipped,
+            "error_samples": tally.error_samples,
+        }
+
     def cmd_close_all(self) -> int:
-        for client in self.clients:
+        for client in [*self.clients, *self.publishers]:
             if self.readers is not None:
                 self.readers.remove(client)
             client.close()
         n = len(self.clients)
         self.clients = []
+        self.publishers = []
         return n
 
     def cmd_begin(self, tag: str) -> bool:

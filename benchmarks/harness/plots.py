@@ -8,7 +8,15 @@ from typing import Any
 from .servers import LABELS, SERVERS
 from .stats import P99_GOAL_MS, Ladder
 
-COLORS = {"roomcast": "#1f77b4", "node": "#2ca02c", "plain": "#d62728"}
+COLORS = {
+    "roomcast": "#1f77b4",
+    "roomcast-psio": "#17becf",
+    "node": "#2ca02c",
+    "plain": "#d62728",
+    "floor": "#7f7f7f",
+    "floor-write": "#bcbd22",
+}
+STYLES = {"each": "o-", "shared": "s--"}
 
 
 def _figure(series: list[tuple[Ladder, str]], title: str, path: Path) -> Path:
@@ -24,9 +32,7 @@ def _figure(series: list[tuple[Ladder, str]], title: str, path: Path) -> Path:
         if not steps:
             continue
         rates = [s.rate for s in steps]
-        label = f"{LABELS[ladder.server]}, {ladder.instances} instance" + (
-            "s" if ladder.instances > 1 else ""
-        )
+        label = f"{LABELS[ladder.server]}, {ladder.topology}"
         color = COLORS.get(ladder.server)
         top.plot(rates, [s.deliveries_per_s for s in steps], style, color=color, label=label)
         p99 = [(s.rate, s.p99_ms) for s in steps if s.p99_ms is not None]
@@ -65,23 +71,21 @@ def _figure(series: list[tuple[Ladder, str]], title: str, path: Path) -> Path:
 
 
 def draw(results: dict[str, Any], img_dir: Path) -> dict[str, Path]:
-    """Write the figures that have data; return them by scenario."""
+    """Write the figures that have data; return them by scenario. Solid lines: topology
+    `each`; dashed: `shared`."""
     out: dict[str, Path] = {}
     order = {name: i for i, name in enumerate(SERVERS)}
-    fan = sorted(results.get("fanout", []), key=lambda x: order[x.server])
-    one = sorted(results.get("scaling", []), key=lambda x: order[x.server])
-    if fan or one:
-        series = [(x, "o-") for x in fan] + [(x, "s--") for x in one]
-        subs = (fan or one)[0].subscribers
-        out["fanout"] = _figure(
-            series, f"Fan-out: 1 room, {subs} subscribers", img_dir / "bench-fanout.png"
-        )
-    rooms = sorted(results.get("rooms", []), key=lambda x: order[x.server])
-    if rooms:
-        out["rooms"] = _figure(
-            [(x, "o-") for x in rooms],
-            f"Many rooms: {rooms[0].subscribers} clients in rooms of "
-            f"{rooms[0].steps[0].members if rooms[0].steps else '?'}",
-            img_dir / "bench-rooms.png",
+    titles = {
+        "fanout": "Fan-out: 1 room, {n} subscribers, HTTP publish",
+        "rooms": "Many rooms: {n} clients, HTTP publish",
+        "clientpub": "Many rooms: {n} clients, publish from client sockets",
+    }
+    for key, title in titles.items():
+        ladders = sorted(results.get(key, []), key=lambda x: (order[x.server], x.topology))
+        if not ladders:
+            continue
+        series = [(x, STYLES.get(x.topology, "o-")) for x in ladders]
+        out[key] = _figure(
+            series, title.format(n=ladders[0].subscribers), img_dir / f"bench-{key}.png"
         )
     return out

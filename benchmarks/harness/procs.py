@@ -32,6 +32,7 @@ __all__ = [
     "pinned",
     "process_tree",
     "rss_kib",
+    "set_affinity",
     "wait_for",
 ]
 
@@ -102,6 +103,20 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
         return cmd
     taskset = shutil.which("taskset")
     return [taskset, "-c", str(cpu), *cmd] if taskset else cmd
+
+
+def set_affinity(pid: int, cpus: set[int] | None) -> None:
+    """Pin every thread of pid and its descendants to `cpus` (None: every CPU).
+
+    Per thread, since sched_setaffinity applies to one; threads started later inherit
+    their creator's mask. CPUs the machine lacks are dropped (a one-CPU machine runs all)."""
+    every = set(range(os.cpu_count() or 1))
+    mask = (cpus & every or every) if cpus is not None else every
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{member}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    os.sched_setaffinity(int(task.name), mask)
 
 
 @dataclass

@@ -1,15 +1,23 @@
-"""The scenarios: fan-out ladders, many rooms, idle connections.
+"""The scenarios: fan-out ladders, many rooms (published over HTTP or from client
+sockets), idle connections.
 
 Each scenario starts what it measures (a private redis-server and one or two
-instances of one server, instance *i* pinned to CPU *i*), runs, and stops it before
-the next server starts, so the servers never share the machine with each other.
-The load generator (`LoadGen`) and the redis-server are not pinned.
+instances of one server), runs, and stops it before the next server starts, so the
+servers never share the machine with each other. Where the processes run is the
+topology (TOPOLOGIES), applied to running processes (sched_setaffinity), so that one
+set of connected clients is measured in both:
+
+- `each`: one core each: instance *i* on CPU *i*; the generator and Redis unpinned;
+- `shared`: the server's instances and its Redis share CPU 1; the generator (and this
+  suite's process) has CPU 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,18 +30,23 @@ from typing import Any
 
 from tests.support.redis_procs import RedisServer
 
+from . import sockpub
 from .loadgen import LoadGen
-from .procs import HOST, Processes, cpu_seconds, machine_busy_seconds, rss_kib
+from .procs import HOST, Processes, cpu_seconds, machine_busy_seconds, rss_kib, set_affinity
 from .redis import start_redis
-from .servers import API_KEY, JWT_SECRET, ROOT, Instance, start_instance
-from .stats import Idle, Ladder, Step, percentile
-from .wsclient import EVENT
+from .servers import API_KEY, JWT_SECRET, ROOT, Instance, is_roomcast, start_instance
+from .stats import Idle, Ladder, Step, percentile, should_stop
+from .wsclient import CLIENT_EVENT, EVENT
 
 CONNECT_TIMEOUT_S = 20.0
 QUIET_S = 0.5  # a drain ends when no delivery arrived for this long
 QUIET_CORES = 0.25  # other work under which the machine counts as quiet
-QUIET_WAIT_S = 20.0  # at most this long to wait for it, per server and scenario
+QUIET_WAIT_S = 10.0  # at most this long to wait for it, per ladder
 PUBLISH_CONNECTIONS = 64  # HTTP keep-alive connections per worker (one request in flight each)
+TOPOLOGIES = {
+    "each": "one core each: instance i on CPU i, the generator and Redis unpinned",
+    "shared": "the instances and Redis on CPU 1, the generator on CPU 0",
+}
 
 
 @dataclass
@@ -45,7 +58,6 @@ class Bench:
     workdir: Path
     step_s: float
     drain_s: float
-    deadline: float  # monotonic time by which a ladder stops climbing
     step_no: int = 0
 
     def tag(self) -> str:
@@ -62,6 +74,23 @@ class Cluster:
     @property
     def ports(self) -> list[int]:
         return [i.port for i in self.instances]
+
+    def apply(self, topology: str, gen: LoadGen) -> None:
+        """Move the running processes to `topology` (TOPOLOGIES)."""
+        if topology == "shared":
+            for inst in self.instances:
+                set_affinity(inst.pid, {1})
+            set_affinity(self.redis.pid, {1})
+            for w in gen.workers:
+                set_affinity(w.pid, {0})
+            set_affinity(os.getpid(), {0})
+        else:
+            for i, inst in enumerate(self.instances):
+                set_affinity(inst.pid, {i})
+            set_affinity(self.redis.pid, None)
+            for w in gen.workers:
+                set_affinity(w.pid, None)
+            set_affinity(os.getpid(), None)
 
     def cpu(self) -> list[float]:
         return [cpu_seconds(i.pid) for i in self.instances]
@@ -121,50 +150,88 @@ async def wait_quiet(
     return load, time.monotonic() - t0
 
 
-def mint_token(user_id: str, project: str) -> str:
+def mint_token(user_id: str, room: str) -> str:
+    """An access token that may join `room`: `project_{p}` by the `projects` claim,
+    any other room by name in the `rooms` claim (SPEC section 2)."""
     from roomcast.auth.tokens import mint_access_token
 
-    return str(mint_access_token(JWT_SECRET, user_id, projects=[project], ttl_seconds=3600))
+    if room.startswith("project_"):
+        projects, rooms = [room.removeprefix("project_")], []
+    else:
+        projects, rooms = [], [room]
+    return str(
+        mint_access_token(JWT_SECRET, user_id, projects=projects, rooms=rooms, ttl_seconds=3600)
+    )
 
 
 def specs_for(
-    kind: str, ports: Sequence[int], rooms: Sequence[str]
+    kind: str, ports: Sequence[int], rooms: Sequence[str], who: str = "sub"
 ) -> list[tuple[int, bytes, bytes]]:
     """One (port, auth, room) per client: client i joins rooms[i] on instance i % len(ports).
 
-    Every client sends a token (the peers ignore it), so all three read the same bytes.
+    Every client sends a token (the peers ignore it), so all servers read the same bytes.
     """
     specs = []
     for i, room in enumerate(rooms):
-        project = room.removeprefix("project_")
-        token = mint_token(f"bench-{kind}-{i}", project)
+        token = mint_token(f"bench-{kind}-{who}{i}", room)
         specs.append((ports[i % len(ports)], json.dumps({"token": token}).encode(), room.encode()))
     return specs
 
 
+def dialect(kind: str) -> str:
+    return sockpub.ROOMCAST_DIALECT if is_roomcast(kind) else sockpub.PEER_DIALECT
+
+
 async def connect_all(
-    bench: Bench, specs: list[tuple[int, bytes, bytes]], concurrency: int
+    bench: Bench, specs: list[tuple[int, bytes, bytes]], concurrency: int, strict: bool = True
 ) -> dict[str, Any]:
-    """Spread the clients over the workers; raise unless every one connected."""
+    """Spread the clients over the workers; raise unless every one connected (`strict`)."""
     n = len(bench.gen.workers)
     per = max(1, concurrency // n)
     answers = await bench.gen.each(
         [("connect", HOST, specs[w::n], per, CONNECT_TIMEOUT_S) for w in range(n)]
     )
     connected = sum(a["connected"] for a in answers)
-    if connected < len(specs):
-        errors = [e for a in answers for e in a["errors"]]
+    errors = [e for a in answers for e in a["errors"]]
+    if strict and connected < len(specs):
         raise RuntimeError(f"only {connected}/{len(specs)} clients connected: {errors[:3]}")
     return {
+        "connected": connected,
+        "errors": errors[:3],
         "elapsed": max(a["elapsed"] for a in answers),
         "cpu": [a["cpu"] for a in answers],
     }
 
 
+async def connect_publishers(
+    bench: Bench, kind: str, ports: Sequence[int], rooms: Sequence[str]
+) -> None:
+    """One publishing client per room, joined to it, spread over the workers."""
+    n = len(bench.gen.workers)
+    specs = specs_for(kind, ports, rooms, who="pub")
+    answers = await bench.gen.each(
+        [
+            ("connect_publishers", HOST, specs[w::n], 32, CONNECT_TIMEOUT_S, dialect(kind))
+            for w in range(n)
+        ]
+    )
+    connected = sum(a["connected"] for a in answers)
+    if connected < len(specs):
+        errors = [e for a in answers for e in a["errors"]]
+        raise RuntimeError(f"only {connected}/{len(specs)} publishers connected: {errors[:3]}")
+
+
 async def step(
-    bench: Bench, c: Cluster, rooms: list[str], members: int, rate: float, duration: float
+    bench: Bench,
+    c: Cluster,
+    rooms: list[str],
+    members: int,
+    rate: float,
+    duration: float,
+    via: str = "http",
 ) -> Step:
-    """Publish at `rate` for `duration`, drain, and read what arrived."""
+    """Publish at `rate` for `duration` (over HTTP, or from the publishing clients when
+    `via` is "socket"), drain, and read what arrived."""
     gen = bench.gen
     n = len(gen.workers)
     tag = bench.tag()
@@ -178,12 +245,15 @@ async def step(
     # they cover every room) and a shifted schedule (together they publish evenly)
     counts = [res.planned // n + (w < res.planned % n) for w in range(n)]
     common = (HOST, c.ports, API_KEY, rooms)
-    answers = await gen.each(
-        [
+    cmds: list[tuple[Any, ...]]
+    if via == "socket":
+        cmds = [("client_publish", counts[w], duration, tag, w / n, w) for w in range(n)]
+    else:
+        cmds = [
             ("publish", *common, counts[w], duration, tag, PUBLISH_CONNECTIONS, w * 7919, w / n)
             for w in range(n)
         ]
-    )
+    answers = await gen.each(cmds)
     for a in answers:
         res.ok += a["ok"]
         res.errors += a["errors"]
@@ -229,43 +299,54 @@ async def step(
     return res
 
 
-async def check_with_socketio_client(c: Cluster, room: str, timeout: float = 10.0) -> None:
+async def check_with_socketio_client(
+    c: Cluster, room: str, via: str = "http", timeout: float = 10.0
+) -> None:
     """A real python-socketio client on the first instance gets an event published on the
-    last one: the raw clients' exchange is one a standard client accepts. Raises if not."""
+    last one (over HTTP), or one it emitted itself (`via` "socket"): the raw clients'
+    exchange is one a standard client accepts. Raises if not."""
     import aiohttp
     import socketio
 
     client = socketio.AsyncClient(reconnection=False)
     got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    name = CLIENT_EVENT if via == "socket" else EVENT
 
-    @client.on(EVENT)  # type: ignore[untyped-decorator]
+    @client.on(name)  # type: ignore[untyped-decorator]
     async def on_event(arg: Any) -> None:
         if not got.done():
             got.set_result(arg)
 
-    token = mint_token("bench-check", room.removeprefix("project_"))
     try:
         await client.connect(
             f"http://{HOST}:{c.ports[0]}",
-            auth={"token": token},
+            auth={"token": mint_token("bench-check", room)},
             transports=["websocket"],
             wait_timeout=timeout,
         )
         ack = await client.call("join", {"room": room}, timeout=timeout)
         if not (isinstance(ack, dict) and ack.get("ok") is True):
             raise RuntimeError(f"{c.kind}: join ack {ack!r}")
-        body = {"room": room, "type": EVENT, "data": {"total": 1, "completed": 1,
-                "percent": 100.0, "stage": "check:0"}}  # fmt: skip
-        async with aiohttp.ClientSession() as http:
-            url = f"http://{HOST}:{c.ports[-1]}/api/v1/publish"
-            headers = {"Authorization": f"Bearer {API_KEY}"}
-            async with http.post(url, json=body, headers=headers) as r:
-                if r.status != 200:
-                    raise RuntimeError(f"{c.kind}: check publish HTTP {r.status}")
+        if via == "socket":
+            body = json.loads(sockpub.packet(dialect(c.kind), room.encode(), "check-0", "check:0"))
+            ack = await client.call(body[0], body[1], timeout=timeout)
+            if not (isinstance(ack, dict) and ack.get("ok") is True):
+                raise RuntimeError(f"{c.kind}: client publish ack {ack!r}")
+        else:
+            body = {"room": room, "type": EVENT, "data": {"total": 1, "completed": 1,
+                    "percent": 100.0, "stage": "check:0"}}  # fmt: skip
+            async with aiohttp.ClientSession() as http:
+                url = f"http://{HOST}:{c.ports[-1]}/api/v1/publish"
+                headers = {"Authorization": f"Bearer {API_KEY}"}
+                async with http.post(url, json=body, headers=headers) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"{c.kind}: check publish HTTP {r.status}")
         arg = await asyncio.wait_for(got, timeout)
     finally:
         await client.disconnect()
     data = arg.get("data", arg) if isinstance(arg, dict) else None
+    if via == "socket" and isinstance(data, dict):
+        data = data.get("annotation", {}).get("attributes")
     if not (isinstance(data, dict) and data.get("stage") == "check:0"):
         raise RuntimeError(f"{c.kind}: a socketio.AsyncClient got {arg!r}")
 
@@ -293,61 +374,110 @@ async def ladder(
     members: int,
     rates: Sequence[float],
     label: str,
+    topologies: Sequence[str],
+    via: str = "http",
     concurrency: int = 64,
-) -> Ladder:
-    """Clients join `rooms` (one client per entry); step the publish rate up until the
-    server saturates, the rates run out, or the ladder's time budget is spent."""
+) -> list[Ladder]:
+    """Clients join `rooms` (one client per entry; with `via` "socket" one publishing
+    client per distinct room too); then, per topology, step the publish rate up until
+    the stop rule (`stats.should_stop`) ends it or the rates run out."""
     distinct = sorted(set(rooms))
-    result = Ladder(kind, instances, len(rooms))
-    result.background_cores, result.waited_s = await wait_quiet()
+    out = []
     async with cluster(bench, kind, instances, label) as c:
         t = time.perf_counter()
         await connect_all(bench, specs_for(kind, c.ports, rooms), concurrency)
-        result.setup_s = time.perf_counter() - t
-        print(f"[{label}] {kind}: {len(rooms)} clients joined in {result.setup_s:.1f}s", flush=True)
-        await check_with_socketio_client(c, distinct[0])
-        # warm-up, not recorded: JITs, caches, connection pools
-        await step(bench, c, distinct, members, rates[min(1, len(rates) - 1)], bench.step_s)
-        for rate in rates:
-            if time.monotonic() > bench.deadline:
-                result.note = f"stopped before {rate:g} publishes/s: the time budget ran out"
-                break
-            s = await step(bench, c, distinct, members, rate, bench.step_s)
-            result.steps.append(s)
-            print(step_line(f"{label} {kind}", s), flush=True)
-            if s.saturated:
-                result.note = f"saturated at {rate:g} publishes/s: {s.why_saturated()}"
-                break
-    return result
+        if via == "socket":
+            await connect_publishers(bench, kind, c.ports, distinct)
+        setup_s = time.perf_counter() - t
+        print(f"[{label}] {kind}: {len(rooms)} clients joined in {setup_s:.1f}s", flush=True)
+        await check_with_socketio_client(c, distinct[0], via)
+        for topology in topologies:
+            c.apply(topology, bench.gen)
+            result = Ladder(kind, instances, len(rooms), topology=topology, via=via)
+            result.setup_s = setup_s
+            result.background_cores, result.waited_s = await wait_quiet()
+            # warm-up, not recorded: JITs, caches, connection pools, the new placement
+            await step(bench, c, distinct, members, rates[0], bench.step_s, via)
+            for rate in rates:
+                s = await step(bench, c, distinct, members, rate, bench.step_s, via)
+                result.steps.append(s)
+                print(step_line(f"{label}/{topology} {kind}", s), flush=True)
+                if should_stop(result.steps):
+                    first = next(x for x in result.steps if not x.within_goal)
+                    result.note = f"stopped: {first.rate:g} publishes/s missed the goal " \
+                                  f"({first.why_not()}), and one step more was run"  # fmt: skip
+                    break
+            else:
+                result.note = "the rates ran out before the goal was missed"
+            out.append(result)
+        c.apply("each", bench.gen)
+    return out
 
 
-async def idle(bench: Bench, kind: str, connections: int, concurrency: int) -> Idle:
-    """Connect `connections` authenticated clients to one fresh instance; hold them idle."""
+async def process_stats(inst: Instance, timeout: float = 10.0) -> dict[str, Any] | None:
+    """Ask a roomcast instance (the launcher) for its tasks and heap; None for the others."""
+    if inst.stats_file is None:
+        return None
+    before = inst.stats_file.read_text() if inst.stats_file.exists() else ""
+    os.kill(inst.pid, signal.SIGUSR1)
+    # the answer is a file the process writes: nothing to await but its appearance
+    for _ in range(int(timeout / 0.05)):
+        await asyncio.sleep(0.05)
+        text = inst.stats_file.read_text() if inst.stats_file.exists() else ""
+        if text and text != before:
+            data: dict[str, Any] = json.loads(text)
+            return data
+    raise RuntimeError(f"{inst.proc.name}: no answer to SIGUSR1 in {timeout:g}s")
+
+
+def _heap(stats: dict[str, Any] | None) -> int | None:
+    return None if stats is None else int(stats["pymalloc_bytes"]) + int(stats["malloc_bytes"])
+
+
+async def idle(bench: Bench, kind: str, connections: int, concurrency: int, burst: int) -> Idle:
+    """Connect `connections` clients, each authenticated and joined to `project_{i % 100}`,
+    to one fresh instance (topology `shared`), in two halves; hold them idle; then start
+    `burst` more handshakes at once and count the refused."""
     res = Idle(kind, connections)
     res.background_cores, _ = await wait_quiet()
     async with cluster(bench, kind, 1, "idle") as c:
+        c.apply("shared", bench.gen)
         inst = c.instances[0]
-        warm = specs_for(kind, c.ports, ["project_warm"] * 20)
-        await connect_all(bench, [(p, a, b"") for p, a, _ in warm], concurrency)
+        warm = specs_for(kind, c.ports, [f"project_{i % 100}" for i in range(20)], who="warm")
+        await connect_all(bench, warm, concurrency)
         await bench.gen.all("close_all")
         await asyncio.sleep(1.0)  # let the server settle after the warm-up closes
+        stats0 = await process_stats(inst)
         res.rss_before_kib = rss_kib(inst.pid)
-        tokens = specs_for(kind, c.ports, ["project_idle"] * connections)
-        specs = [(p, a, b"") for p, a, _ in tokens]
+        specs = specs_for(kind, c.ports, [f"project_{i % 100}" for i in range(connections)])
+        half = connections // 2
         server0 = sum(c.cpu())
         try:
-            done = await connect_all(bench, specs, concurrency)
+            first = await connect_all(bench, specs[:half], concurrency)
+            second = await connect_all(bench, specs[half:], concurrency)
         except RuntimeError as exc:
             res.error_samples.append(str(exc))
+            c.apply("each", bench.gen)
             return res
         res.server_cpu_s = sum(c.cpu()) - server0
         after = await bench.gen.all("status")
-        res.seconds = done["elapsed"]
+        res.seconds_first, res.seconds_second = first["elapsed"], second["elapsed"]
         res.connected = sum(a["open"] for a in after)
-        res.gen_cpu_s = sum(done["cpu"])
-        res.gen_busiest_s = max(done["cpu"])
+        res.gen_cpu_s = sum(first["cpu"]) + sum(second["cpu"])
+        res.gen_busiest_s = max(a + b for a, b in zip(first["cpu"], second["cpu"], strict=True))
         await asyncio.sleep(1.0)  # idle: whatever the connect left behind settles
         res.rss_idle_kib = rss_kib(inst.pid)
+        stats1 = await process_stats(inst)
+        if stats0 is not None and stats1 is not None:
+            res.tasks_before, res.tasks_idle = int(stats0["tasks"]), int(stats1["tasks"])
+            res.heap_before, res.heap_idle = _heap(stats0), _heap(stats1)
+        if burst:
+            rooms = [f"project_{i % 100}" for i in range(burst)]
+            more = specs_for(kind, c.ports, rooms, who="burst")
+            done = await connect_all(bench, more, concurrency=burst, strict=False)
+            res.burst, res.burst_connected = burst, done["connected"]
+            res.burst_s, res.burst_errors = done["elapsed"], done["errors"]
+        c.apply("each", bench.gen)
     return res
 
 

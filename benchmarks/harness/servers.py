@@ -1,14 +1,19 @@
-"""The three servers under test, launched the same way: one process per instance.
+"""The servers under test, launched the same way: one process per instance.
 
-- roomcast: `roomcast serve`, configured through ROOMCAST_* variables, with its
-  per-connection and per-address rate limits raised out of the benchmark's way;
-  clients authenticate with an HS256 access token.
+- roomcast: `roomcast serve` through benchmarks/roomcast_launcher.py (which answers
+  SIGUSR1 with its task count and heap), configured through ROOMCAST_* variables, with
+  its per-connection and per-address rate limits raised out of the benchmark's way;
+  clients authenticate with an HS256 access token. Two kinds: `roomcast` runs with
+  ROOMCAST_ENGINE=native (roomcast's own Engine.IO engine), `roomcast-psio` with
+  ROOMCAST_ENGINE=python-socketio (python-engineio's).
 - plain: `benchmarks/peers/plain_socketio.py`, python-socketio's AsyncServer with
   AsyncRedisManager, under uvicorn with uvloop (as `roomcast serve` runs).
 - node: `benchmarks/peers/node/server.mjs`, socket.io 4.8 with @socket.io/redis-adapter.
+- floor, floor-write: `benchmarks/peers/floor.py`, raw uvloop (--mode cork, write).
 
-All three answer `GET /healthz`, take `POST /api/v1/publish {room, type, data}` and a
-`join {room}` event acked with `{ok: true}`.
+All answer `GET /healthz`, take `POST /api/v1/publish {room, type, data}` and a
+`join {room}` event acked with `{ok: true}`. A client publishes with roomcast's
+`annotation_update {room, data}` (roomcast) or the peers' `publish {room, type, data}`.
 """
 
 from __future__ import annotations
@@ -29,13 +34,29 @@ from .procs import HOST, Process, Processes, free_port, pinned, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIN_PEER = ROOT / "benchmarks" / "peers" / "plain_socketio.py"
+FLOOR_PEER = ROOT / "benchmarks" / "peers" / "floor.py"
+LAUNCHER = ROOT / "benchmarks" / "roomcast_launcher.py"
 NODE_DIR = ROOT / "benchmarks" / "peers" / "node"
 JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
 API_KEY = "bench-api-key"
 
-ROOMCAST, NODE, PLAIN = "roomcast", "node", "plain"
-SERVERS = (ROOMCAST, NODE, PLAIN)
-LABELS = {ROOMCAST: "roomcast", NODE: "Node socket.io", PLAIN: "plain python-socketio"}
+ROOMCAST, ROOMCAST_PSIO, NODE, PLAIN = "roomcast", "roomcast-psio", "node", "plain"
+FLOOR, FLOOR_WRITE = "floor", "floor-write"
+SERVERS = (ROOMCAST, ROOMCAST_PSIO, NODE, PLAIN, FLOOR, FLOOR_WRITE)
+LABELS = {
+    ROOMCAST: "roomcast",
+    ROOMCAST_PSIO: "roomcast (python-socketio engine)",
+    NODE: "Node socket.io",
+    PLAIN: "plain python-socketio",
+    FLOOR: "floor (corked)",
+    FLOOR_WRITE: "floor (write per recipient)",
+}
+ENGINES = {"native": ROOMCAST, "python-socketio": ROOMCAST_PSIO}  # ROOMCAST_ENGINE values
+ENGINE_OF = {kind: engine for engine, kind in ENGINES.items()}
+
+
+def is_roomcast(kind: str) -> bool:
+    return kind in ENGINE_OF
 
 
 @dataclass
@@ -45,6 +66,7 @@ class Instance:
     kind: str
     port: int
     proc: Process
+    stats_file: Path | None = None  # where the roomcast launcher answers SIGUSR1
 
     @property
     def pid(self) -> int:
@@ -59,20 +81,14 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def _roomcast_command() -> list[str]:
-    exe = Path(sys.executable).with_name("roomcast")
-    if exe.exists():
-        return [str(exe), "serve"]
-    return [sys.executable, "-c", "import sys; from roomcast.cli import main; sys.exit(main())",
-            "serve"]  # fmt: skip
-
-
 def _command(
-    kind: str, port: int, redis_url: str, key_prefix: str
+    kind: str, port: int, redis_url: str, key_prefix: str, stats_file: Path | None
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    if kind == ROOMCAST:
+    if is_roomcast(kind):
         env.update(
+            ROOMCAST_ENGINE=ENGINE_OF[kind],
+            BENCH_STATS_FILE=str(stats_file or ""),
             ROOMCAST_HOST=HOST,
             ROOMCAST_PORT=str(port),
             ROOMCAST_REDIS_URL=redis_url,
@@ -85,9 +101,13 @@ def _command(
             ROOMCAST_MAX_CONNECTIONS_PER_USER="100000",
             ROOMCAST_LOG_LEVEL="warning",
         )
-        return _roomcast_command(), env
+        return [sys.executable, str(LAUNCHER)], env
     if kind == PLAIN:
         cmd = [sys.executable, str(PLAIN_PEER), str(port), "--host", HOST, "--loop", "uvloop"]
+        return [*cmd, "--redis", redis_url], env
+    if kind in (FLOOR, FLOOR_WRITE):
+        mode = "cork" if kind == FLOOR else "write"
+        cmd = [sys.executable, str(FLOOR_PEER), str(port), "--host", HOST, "--mode", mode]
         return [*cmd, "--redis", redis_url], env
     node = shutil.which("node")
     if node is None:
@@ -101,10 +121,11 @@ def start_instance(
 ) -> Instance:
     """Start one instance of `kind` on a free port, pinned to `cpu`, and wait for /healthz."""
     port = free_port()
-    cmd, env = _command(kind, port, redis_url, key_prefix)
+    stats_file = procs.logdir / f"{name}.stats.json" if is_roomcast(kind) else None
+    cmd, env = _command(kind, port, redis_url, key_prefix, stats_file)
     proc = procs.start(name, pinned(cmd, cpu), env=env, cwd=ROOT)
     wait_for(lambda: _healthy(port), "healthy /healthz", proc, timeout=60)
-    return Instance(kind, port, proc)
+    return Instance(kind, port, proc, stats_file)
 
 
 def ensure_node_peer() -> None:

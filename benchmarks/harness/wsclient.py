@@ -34,8 +34,9 @@ from array import array
 from tests.support.wire import ZERO_MASK, upgrade_request
 from tests.support.wire import client_frame as text_frame
 
-EVENT = "project_progress_update"
-_EVENT_PREFIX = b'42["' + EVENT.encode() + b'"'
+EVENT = "project_progress_update"  # what the HTTP publisher sends
+CLIENT_EVENT = "annotation_update"  # what a publishing client sends (roomcast's client event)
+_EVENT_PREFIX = (b'42["' + EVENT.encode() + b'"', b'42["' + CLIENT_EVENT.encode() + b'"')
 _STAGE = b'"stage"'
 BULK_TICK_S = 0.05
 PROBE_EVERY = 8
@@ -58,8 +59,23 @@ _PONG = text_frame(b"3")
 _CLOSE = bytes((0x88, 0x82)) + ZERO_MASK + (1000).to_bytes(2, "big")
 
 
+class Acks:
+    """A publishing connection's answers: acked ok, refused, and how many are awaited."""
+
+    __slots__ = ("error_samples", "errors", "in_flight", "ok")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.errors = 0
+        self.in_flight = 0
+        self.error_samples: list[str] = []
+
+
 class WsConn:
-    """One Socket.IO connection's parser; `ready` resolves once connected (and joined)."""
+    """One Socket.IO connection's parser; `ready` resolves once connected (and joined).
+
+    A publisher (`acks` given) counts the acks of what it emits; its own copies of the
+    room's events are not counted (its `tally` is its own)."""
 
     def __init__(
         self,
@@ -70,7 +86,11 @@ class WsConn:
         auth: bytes,
         room: bytes,
         probe: bool,
+        acks: Acks | None = None,
     ) -> None:
+        self.acks = acks
+        self.immediate = probe or acks is not None  # read as soon as data arrives
+        self.next_ack = 1
         self.tally = tally
         self.sock = sock
         self.auth = auth
@@ -162,6 +182,15 @@ class WsConn:
                 self.write(text_frame(b'420["join",{"room":"' + self.room + b'"}]'))
             else:
                 self._ready()
+        elif payload.startswith(b"43") and self.open and self.acks is not None:
+            acks = self.acks
+            acks.in_flight -= 1
+            if b'"ok":true' in payload or b'"ok": true' in payload:
+                acks.ok += 1
+            else:
+                acks.errors += 1
+                if len(acks.error_samples) < 3:
+                    acks.error_samples.append(payload[:200].decode(errors="replace"))
         elif payload.startswith(b"43"):
             if b'"ok":true' in payload or b'"ok": true' in payload:
                 self._ready()
@@ -171,6 +200,14 @@ class WsConn:
             self.fail(f"connect refused: {payload[:200]!r}")
         elif payload.startswith((b"1", b"41")):
             self.lost(f"server closed: {payload[:200]!r}")
+
+    def emit(self, packet_body: bytes) -> None:
+        """Send `42<ack id>` + packet_body (a JSON array) and await its ack."""
+        assert self.acks is not None
+        ack_id = str(self.next_ack).encode()
+        self.next_ack += 1
+        self.acks.in_flight += 1
+        self.write(text_frame(b"42" + ack_id + packet_body))
 
     def _ready(self) -> None:
         self.open = True
@@ -212,7 +249,7 @@ class Readers:
 
     def add(self, conn: WsConn) -> None:
         fd = conn.sock.fileno()
-        if conn.probe:
+        if conn.immediate:
             self.loop.add_reader(fd, self._read, conn)
             return
         self.bulk[fd] = conn
@@ -224,7 +261,7 @@ class Readers:
         fd = conn.sock.fileno()
         if fd < 0:
             return
-        if conn.probe:
+        if conn.immediate:
             self.loop.remove_reader(fd)
         elif self.bulk.pop(fd, None) is not None:
             with contextlib.suppress(OSError):
@@ -269,13 +306,14 @@ async def connect(
     room: bytes,
     probe: bool,
     timeout: float,
+    acks: Acks | None = None,
 ) -> WsConn:
     """Open one connection, wait until connected (and joined), hand it to `readers`."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conn = WsConn(tally, sock, host, port, auth, room, probe)
+    conn = WsConn(tally, sock, host, port, auth, room, probe, acks)
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))
