@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roomcast.engine.frames import (
     INVALID_DATA,
@@ -249,3 +252,35 @@ def test_server_frames() -> None:
     assert len(long_reason) == 2 + 124 and long_reason[4:].decode() == "é" * 61
     assert pong_frame(b"abc") == b"\x8a\x03abc"
     assert ping_frame(b"") == b"\x89\x00"
+
+
+# Any messages, any fragmentation, any read boundaries ----------------------------------
+
+_message = st.one_of(st.text(max_size=300), st.binary(max_size=300))
+
+
+@given(
+    messages=st.lists(st.tuples(_message, st.integers(1, 4)), max_size=8),
+    cuts=st.lists(st.integers(0, 5000), max_size=12),
+)
+@settings(max_examples=200, deadline=None)
+def test_any_messages_in_any_fragments_cut_anywhere(
+    messages: list[tuple[str | bytes, int]], cuts: list[int]
+) -> None:
+    data = b""
+    for message, pieces in messages:
+        payload = message.encode() if isinstance(message, str) else message
+        step = max(1, -(-len(payload) // pieces))
+        chunks = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+        for i, chunk in enumerate(chunks):
+            opcode = (TEXT if isinstance(message, str) else BINARY) if i == 0 else CONT
+            data += client_frame(opcode, chunk, fin=i == len(chunks) - 1)
+            if i == 0 and len(chunks) > 1:
+                data += client_frame(PING, b"between")
+    bounds = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
+    parser = FrameParser(1 << 20)
+    events: list[Event] = []
+    for start, stop in itertools.pairwise(bounds):
+        events += parser.feed(data[start:stop])
+    assert [e for e in events if not isinstance(e, Ping)] == [m for m, _ in messages]
+    assert parser.buffered == 0

@@ -41,6 +41,7 @@ class EchoSink:
         self.app = app
         self.carrier = carrier
         self.closed = 0
+        self.received: list[str | bytes] = []
 
     def on_message(self, data: str | bytes) -> None:
         if isinstance(data, str) and data.startswith("close:"):
@@ -55,7 +56,8 @@ class EchoSink:
             self.carrier.notify_drained(self.drained)
             self.app.flooded.set_result(backlog)
             return
-        assert self.carrier.write([frame_of(data)])
+        self.received.append(data)
+        self.carrier.write([frame_of(data)])
 
     def drained(self) -> None:
         self.app.drained.set_result(self.carrier.backlog())
@@ -80,6 +82,12 @@ class EchoApp:
     drained: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    generic_backlog: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    release: asyncio.Future[None] = field(  # when /late attaches
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     scopes: list[dict[str, Any]] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -96,6 +104,13 @@ class EchoApp:
             sink = EchoSink(self, carrier)
             self.sinks.append(sink)
             self.carriers.append(carrier)
+            carrier.attach(sink)
+        elif path == "/late":
+            carrier = scope["extensions"][CARRIER_EXTENSION]
+            await send({"type": "websocket.accept"})
+            await self.release
+            sink = EchoSink(self, carrier)
+            self.sinks.append(sink)
             carrier.attach(sink)
         elif path == "/generic":
             await self.generic(scope, receive, send)
@@ -125,10 +140,23 @@ class EchoApp:
             if message.get("text") == "bye":
                 await send({"type": "websocket.close", "code": 4001})
                 continue
+            if message.get("text", "").startswith("flood:"):
+                await self.generic_flood(scope, message["text"], send)
+                continue
             if message.get("text") is not None:
                 await send({"type": "websocket.send", "text": message["text"].upper()})
             else:
                 await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+    async def generic_flood(self, scope: dict[str, Any], command: str, send: Any) -> None:
+        count, size = map(int, command[6:].split(":"))
+        carrier = scope["extensions"][CARRIER_EXTENSION]
+        most = 0
+        for _ in range(count):
+            await send({"type": "websocket.send", "bytes": b"x" * size})
+            most = max(most, carrier.backlog())
+        await send({"type": "websocket.send", "text": "done"})
+        self.generic_backlog.set_result(most)
 
 
 def free_socket() -> socket.socket:
@@ -448,6 +476,31 @@ async def test_a_generic_application_closes(served: Served) -> None:
         assert ws.close_code == 4001
     ended = await asyncio.wait_for(served.app.generic_ended, 5)
     assert ended["code"] == 4001
+
+
+async def test_a_generic_application_waits_for_a_slow_client(served: Served) -> None:
+    reader, writer = await raw_upgrade(served, "/generic", rcvbuf=4096)
+    count, size = 512, 32 * 1024
+    writer.write(client_frame(TEXT, f"flood:{count}:{size}".encode()))
+    for _ in range(count):
+        assert await read_frame(reader) == (BINARY, b"x" * size)
+    assert await read_frame(reader) == (TEXT, b"done")
+    # Each send waited while the transport was past its high-water mark (64 KiB).
+    assert await served.app.generic_backlog <= 64 * 1024 + size + 16
+    writer.close()
+
+
+async def test_messages_before_a_late_attach_are_handed_over_in_order(served: Served) -> None:
+    reader, writer = await raw_upgrade(served, "/late")
+    writer.write(b"".join(client_frame(TEXT, b"m%d" % i) for i in range(3)))
+    writer.write(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+    assert await read_frame(reader) == (CLOSE, (1000).to_bytes(2, "big"))
+    assert await reader.read() == b""
+    assert not served.app.sinks
+    served.app.release.set_result(None)
+    sink = await asyncio.wait_for(served.app.closed.get(), 5)
+    assert sink.received == ["m0", "m1", "m2"] and sink.closed == 1
+    writer.close()
 
 
 async def _tasks_end(served: Served) -> bool:
