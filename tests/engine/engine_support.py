@@ -105,7 +105,7 @@ async def serving(ws: str = "uvicorn", **engine_kwargs: Any) -> AsyncIterator[En
         ws_max_size=engine.max_message_bytes,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield EngineUnderTest(f"http://127.0.0.1:{port}", engine, handler, ws)

@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 import socketio
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from tests.engine.engine_support import WS_PROTOCOLS, EngineUnderTest, next_of, serving
 
@@ -89,7 +91,7 @@ async def connected_client(served: EngineUnderTest, transport: str) -> tuple[Cli
 async def wait_for(check: Any, what: str, timeout: float = 5.0) -> None:
     """Until `check()` holds: for state the engine reaches without telling anyone."""
     async with asyncio.timeout(timeout):
-        while not check():
+        while not check():  # noqa: ASYNC110 - nothing signals these states
             await asyncio.sleep(0.01)
     assert check(), what
 
@@ -200,3 +202,169 @@ async def test_heartbeat_closes_a_client_that_stops_answering() -> None:
         assert await next_of(served.handler.on_disconnect) == (sid, "ping_timeout")
         await wait_for(lambda: not served.engine.sessions, "the session table empties")
         assert len(served.engine.heartbeat) == 0 and not served.engine.heartbeat.running
+
+
+def ws_url(served: EngineUnderTest, query: str = "") -> str:
+    base = served.url.replace("http://", "ws://")
+    return f"{base}/socket.io/?EIO=4&transport=websocket{query}"
+
+
+async def raw_connected(served: EngineUnderTest) -> tuple[Any, str]:
+    ws = await connect(ws_url(served), compression=None, max_size=None)
+    assert str(await ws.recv()).startswith('0{"sid":')
+    await ws.send('40{"token":"ok"}')
+    reply = str(await ws.recv())
+    sid = json.loads(reply[2:])["sid"]
+    assert reply == '40{"sid":"' + sid + '"}'
+    assert await ws.recv() == '42["welcome",{"sid":"' + sid + '"}]'
+    return ws, sid
+
+
+async def test_junk_reaches_the_handler_and_events_are_acked(served: EngineUnderTest) -> None:
+    ws, sid = await raw_connected(served)
+    async with ws:
+        await ws.send("x")  # Engine.IO junk: no ack
+        await ws.send(b"\x00\x01")  # a binary message: no ack
+        await ws.send('421["connect",{}]')  # a reserved name
+        await ws.send('4599999999-2["upload",{"_placeholder":true,"num":0}]')
+        await ws.send("423[bad")
+        await ws.send('424["echo","still here"]')
+        await ws.send('447{"message":"x"}')  # CONNECT_ERROR from a client: no ack
+        await ws.send("4" + "[" * 5000)  # Engine.IO junk (nested too deeply): no ack
+        await ws.send('425["echo","last"]')
+        acks = [str(await ws.recv()) for _ in range(5)]
+    assert acks == [
+        '431[{"error":"invalid_type","reason":"reserved_event"}]',
+        '432[{"error":"invalid_payload","reason":"binary"}]',
+        '433[{"error":"invalid_payload","reason":"undecodable"}]',
+        '434["still here"]',
+        '435["last"]',
+    ]
+    reasons = [
+        args[0].reason if name == "roomcast.junk" else name
+        for _, name, args in served.handler.events
+    ]
+    assert reasons == [
+        "engineio",
+        "binary",
+        "reserved_event",
+        "binary",
+        "undecodable",
+        "echo",
+        "undecodable",
+        "engineio",
+        "echo",
+    ]
+    assert await next_of(served.handler.on_disconnect) == (sid, "transport_close")
+
+
+async def test_raw_client_disconnect_and_server_close_order(served: EngineUnderTest) -> None:
+    ws, sid = await raw_connected(served)
+    async with ws:
+        await ws.send("41")
+        assert await next_of(served.handler.on_disconnect) == (sid, "client")
+    ws, sid = await raw_connected(served)
+    async with ws:
+        await ws.send('421["close_me"]')
+        messages = [message async for message in ws]
+    assert messages == ['431["bye"]', "41", "1"]
+    assert await next_of(served.handler.on_disconnect) == (sid, "server")
+    await wait_for(lambda: not served.engine.sessions, "the session table empties")
+
+
+async def test_message_over_max_payload_closes_the_websocket() -> None:
+    async with serving("raw" if "raw" in WS_PROTOCOLS else "uvicorn", max_payload=2000) as served:
+        ws, sid = await raw_connected(served)
+        async with ws:
+            await ws.send('42["echo","' + "a" * 3000 + '"]')
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        gone, _ = await next_of(served.handler.on_disconnect)
+        assert gone == sid
+
+
+async def test_namespace_other_than_root_is_refused(served: EngineUnderTest) -> None:
+    async with connect(ws_url(served), compression=None) as ws:
+        await ws.recv()
+        await ws.send('40/admin,{"token":"ok"}')
+        assert await ws.recv() == '44/admin,{"message":"Invalid namespace"}'
+        await ws.send('40{"token":"ok"}')
+        assert str(await ws.recv()).startswith('40{"sid":')
+
+
+async def _get(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with http.request(kwargs.pop("method", "GET"), url, **kwargs) as response:
+        text = await response.text()
+        is_json = response.content_type == "application/json"
+        return response.status, json.loads(text) if is_json else text
+
+
+async def test_polling_errors_as_engine_io_servers_answer_them(served: EngineUnderTest) -> None:
+    base = served.url + "/socket.io/"
+    async with aiohttp.ClientSession() as http:
+        assert await _get(http, base + "?transport=polling") == (
+            400,
+            {"code": 5, "message": "Unsupported protocol version"},
+        )
+        assert await _get(http, base + "?EIO=4&transport=carrier-pigeon") == (
+            400,
+            {"code": 0, "message": "Transport unknown"},
+        )
+        assert await _get(http, base + "?EIO=4&transport=polling&sid=nope") == (
+            400,
+            {"code": 1, "message": "Session ID unknown"},
+        )
+        assert await _get(http, base + "?EIO=4&transport=polling", method="POST", data="x") == (
+            400,
+            {"code": 2, "message": "Bad handshake method"},
+        )
+        status, opening = await _get(http, base + "?EIO=4&transport=polling")
+        assert status == 200 and opening.startswith("0")
+        handshake = json.loads(opening[1:])
+        assert handshake["upgrades"] == ["websocket"]
+        assert handshake["pingInterval"] == 25000 and handshake["pingTimeout"] == 20000
+        url = base + "?EIO=4&transport=polling&sid=" + handshake["sid"]
+        assert (await _get(http, url, method="PUT"))[0] == 400
+        big = "4" + "x" * (served.engine.max_payload + 1)
+        assert (await _get(http, url, method="POST", data=big))[0] == 413
+        assert await _get(http, url, method="POST", data='40{"token":"ok"}') == (200, "ok")
+        status, body = await _get(http, url)
+        assert status == 200 and body.startswith('40{"sid":')
+        # A second GET while one waits: 400, and the session is closed.
+        first = asyncio.ensure_future(_get(http, url))
+        await wait_for(lambda: served.engine.sessions[handshake["sid"]].poller is not None, "GET")
+        assert (await _get(http, url))[0] == 400
+        assert (await first)[0] in (200, 400)
+        _, reason = await next_of(served.handler.on_disconnect)
+        assert reason == "transport_error"
+        assert (await _get(http, url))[0] == 400
+
+
+async def test_origins() -> None:
+    async with serving("uvicorn", cors_allowed_origins=["https://app.example"]) as served:
+        base = served.url + "/socket.io/?EIO=4&transport=polling"
+        async with aiohttp.ClientSession() as http:
+            status, body = await _get(http, base, headers={"Origin": "https://evil.example"})
+            assert (status, body) == (403, {"code": 4, "message": "Forbidden"})
+            async with http.get(base, headers={"Origin": "https://app.example"}) as response:
+                assert response.status == 200
+                assert response.headers["access-control-allow-origin"] == "https://app.example"
+                assert response.headers["access-control-allow-credentials"] == "true"
+            preflight = {
+                "Origin": "https://app.example",
+                "Access-Control-Request-Headers": "content-type",
+            }
+            async with http.options(base, headers=preflight) as response:
+                assert response.status == 204
+                assert "POST" in response.headers["access-control-allow-methods"]
+                assert response.headers["access-control-allow-headers"] == "content-type"
+            assert (await _get(http, base))[0] == 200  # no Origin: not a browser
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(ws_url(served), origin=Origin("https://evil.example"))
+        assert refused.value.response.status_code == 403
+    async with serving("uvicorn") as served:  # None: the request's own origin only
+        base = served.url + "/socket.io/?EIO=4&transport=polling"
+        async with aiohttp.ClientSession() as http:
+            assert (await _get(http, base, headers={"Origin": "http://other:1"}))[0] == 403
+            assert (await _get(http, base, headers={"Origin": served.url}))[0] == 200
