@@ -91,7 +91,7 @@ async def test_idle_connection_tasks_and_memory(ws: str) -> None:
         finally:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         async with asyncio.timeout(10):
-            while (await stats(http, address))["sessions"]:
+            while (await stats(http, address))["sessions"]:  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.05)
         final = await stats(http, address)
         assert final["heartbeat"] == 0
