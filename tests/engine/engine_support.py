@@ -64,6 +64,9 @@ class EchoHandler:
         if name == "slow":
             await asyncio.sleep(float(args[0]))
             return "slow"
+        if name == "publish":
+            asyncio.get_running_loop().create_task(self._publish(sid, int(args[0])))
+            return None
         if name == "close_me":
             assert self.engine is not None
             asyncio.get_running_loop().create_task(self.engine.disconnect(sid))
@@ -73,6 +76,16 @@ class EchoHandler:
             assert isinstance(junk, Junk)
             return {"error": junk.error.code, "reason": junk.reason}
         return None
+
+    async def _publish(self, sid: str, count: int) -> None:
+        """`count` events "n", a few per loop iteration, so a transport upgrade
+        happens while they flow."""
+        assert self.engine is not None
+        outlet = self.engine.outlet
+        for n in range(count):
+            outlet.push(sid, outlet.encode("n", n), force=True)
+            if n % 5 == 4:
+                await asyncio.sleep(0.002)
 
     async def disconnect(self, sid: str, reason: str) -> None:
         self.disconnects.append((sid, reason))

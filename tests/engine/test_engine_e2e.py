@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -368,3 +371,38 @@ async def test_origins() -> None:
         async with aiohttp.ClientSession() as http:
             assert (await _get(http, base, headers={"Origin": "http://other:1"}))[0] == 403
             assert (await _get(http, base, headers={"Origin": served.url}))[0] == 200
+
+
+NODE_CLIENT = Path(__file__).with_name("node_client.js")
+NODE_MODULES = Path(__file__).parents[2] / "clients" / "js" / "node_modules"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_MODULES / "socket.io-client").is_dir(),
+    reason="node or socket.io-client missing",
+)
+@pytest.mark.parametrize("transports", ["polling,websocket", "websocket", "polling"])
+async def test_socket_io_client_under_node(served: EngineUnderTest, transports: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(NODE_CLIENT),
+        served.url,
+        transports,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+    )
+    async with asyncio.timeout(20):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["refused"] == {"message": "unauthorized", "data": {"token": "refused"}}
+    admitted = seen["admitted"]
+    assert admitted["welcome"] is True
+    assert admitted["ack"] == {"hello": "wörld"}
+    assert admitted["numbers"] == list(range(100))
+    expected = "polling" if transports == "polling" else "websocket"
+    assert admitted["transports"] == [expected]
+    assert admitted["disconnect"] == "io server disconnect"
+    sid = served.handler.connected_sids[0]
+    assert await next_of(served.handler.on_disconnect) == (sid, "server")
