@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -28,3 +29,22 @@ async def test_users_are_counted_apart_and_unknown_connections_are_a_no_op(
     await store.unregister_connection("u", "s1")
     assert await store.user_connections("u") == 0
     assert await store.user_connections("v") == 1
+
+
+async def test_concurrent_registrations_across_instances_stop_at_the_limit(
+    make_presence: Any, backend: str
+) -> None:
+    # Calls made in one loop turn go out together (one pipeline over Redis): the limit
+    # still holds for each, however many instances ask at once. (In memory there is
+    # one instance.)
+    a = await make_presence("inst-a")
+    b = a if backend == "memory" else await make_presence("inst-b", a.keys.prefix)
+    stores = [a, b]
+    outcomes = await asyncio.gather(
+        *(stores[i % 2].register_connection("u", f"s{i}", 10) for i in range(50)),
+        *(stores[i % 2].register_connection("v", f"s{i}", 3) for i in range(9)),
+    )
+    assert sum(outcomes[:50]) == 10 and sum(outcomes[50:]) == 3
+    assert await a.user_connections("u") == 10 and await b.user_connections("v") == 3
+    await asyncio.gather(*(stores[i % 2].unregister_connection("u", f"s{i}") for i in range(50)))
+    assert await a.user_connections("u") == 0

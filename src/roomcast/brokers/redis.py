@@ -41,6 +41,7 @@ from .base import (
 from .coalesce import PublishCoalescer
 from .failover_settle import Settled, settle
 from .redis_batch import JournalKeys, RoomCall, guard_error, pack, pipelines, plan
+from .redis_calls import shared_batcher
 from .redis_client import (
     OPERATION_TIMEOUT,
     SendWatch,
@@ -96,6 +97,9 @@ class RedisBroker:
         sharded = self._sharded
         self._batch: AsyncScript = client.register_script(_script("publish_batch.lua", sharded))
         self._coalescer = PublishCoalescer(self._write_batch, timeout=self._timeout)
+        # The other calls of the hot path (positions, history, transients, bindings),
+        # with the presence store's, one pipeline per loop turn (redis_calls.py).
+        self._calls = shared_batcher(client)
         self._journal: JournalKeys | None = None  # webhooks: where client events go
         self._lease: AsyncScript = client.register_script(_script("lease.lua", sharded))
         self._position: AsyncScript = client.register_script(_script("position.lua", sharded))
@@ -139,6 +143,7 @@ class RedisBroker:
 
     async def aclose(self) -> None:
         await self._coalescer.aclose()
+        await self._calls.aclose()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -318,17 +323,16 @@ class RedisBroker:
     async def position(self, room: str) -> StreamPosition:
         if not self._settled.is_set():
             await self._wait_settled(self._timeout)
-        epoch, seq = await self._call(
-            self._position(keys=self._room_keys(room), args=self._prelude())
+        epoch, seq = await self._calls.script(
+            self._position, self._room_keys(room), self._prelude()
         )
         return StreamPosition(epoch, int(seq))
 
     async def history(self, room: str, since_seq: int, limit: int) -> HistoryPage:
         if not self._settled.is_set():
             await self._wait_settled(self._timeout)
-        result = await self._call(
-            self._history(keys=self._room_keys(room), args=[*self._prelude(), since_seq, limit])
-        )
+        args = [*self._prelude(), since_seq, limit]
+        result = await self._calls.script(self._history, self._room_keys(room), args)
         epoch, head, oldest = result[0], int(result[1]), int(result[2])
         events = tuple(Publication.from_envelope(json.loads(e)) for e in result[3:])
         if since_seq >= head:
@@ -338,8 +342,10 @@ class RedisBroker:
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
         channel = self.keys.room(room).channel
-        send = self._redis.spublish if self._sharded else self._redis.publish
-        await self._call(send(channel, payload))
+        if self._sharded:
+            await self._call(self._redis.spublish(channel, payload))
+        else:
+            await self._calls.command("PUBLISH", channel, payload)
 
     async def publish_control(self, message: JSON) -> None:
         await self._call(self._redis.publish(self.keys.control, json.dumps(message)))
@@ -417,7 +423,7 @@ class RedisBroker:
         await self._call(self._redis.set(key, project_id, ex=BINDING_TTL_SECONDS))
 
     async def binding(self, room: str) -> str | None:
-        value: str | None = await self._call(self._redis.get(self.keys.room(room).bind))
+        value: str | None = await self._calls.command("GET", self.keys.room(room).bind)
         return value
 
     # subscriptions -------------------------------------------------------------------

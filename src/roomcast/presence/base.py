@@ -29,6 +29,15 @@ class RoomPresence(Protocol):
     async def add(self, room: str, user_id: str, name: str | None, conn_id: str) -> PresenceChange:
         """Record one connection of a user in a room; `joined` is set for its first."""
 
+    async def arrive(
+        self, room: str, user_id: str, name: str | None, conn_id: str
+    ) -> tuple[PresenceChange, list[Member]]:
+        """`add`, and the room's members just after it (as `members`), in one step.
+
+        A join needs both (its announcement and its ack's snapshot): over Redis they
+        are one script call instead of a script call and two reads.
+        """
+
     async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
         """Forget one connection of a user in a room (no-op when absent); `left` for its last.
 

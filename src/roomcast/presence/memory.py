@@ -32,6 +32,12 @@ class MemoryPresenceStore:
         member = Member(user_id, present.name, len(present.conns))
         return PresenceChange(room, member if first else None, None, len(users))
 
+    async def arrive(
+        self, room: str, user_id: str, name: str | None, conn_id: str
+    ) -> tuple[PresenceChange, list[Member]]:
+        change = await self.add(room, user_id, name, conn_id)
+        return change, await self.members(room)
+
     async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
         users = self._rooms.get(room)
         present = users.get(user_id) if users else None

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from typing import Any, TypeVar
 
+from ..brokers.redis_calls import gather_all, shared_batcher
 from ..brokers.redis_client import call, timeout_of
 from ..brokers.redis_keys import KeyLayout
 from ..brokers.redis_sharded import is_cluster
@@ -44,6 +45,9 @@ class RedisPresenceStore:
         # with decode_responses=True every reply here is str, so the client is Any.
         self._redis: Any = client
         self._timeout = timeout_of(client)
+        # The hot path's commands (connect, join, leave, disconnect) share the broker's
+        # per-turn pipelines (brokers/redis_calls.py).
+        self._calls = shared_batcher(client)
         self.keys = KeyLayout(prefix)
         self._instance = instance_id
         self._add = client.register_script(lua_presence.ADD)
@@ -85,18 +89,35 @@ class RedisPresenceStore:
         return await call(awaitable, self._timeout)
 
     async def add(self, room: str, user_id: str, name: str | None, conn_id: str) -> PresenceChange:
-        first, connections, count = await self._call(
-            self._add(
-                keys=self._room_keys(room),
-                args=[self._conn(conn_id), user_id, name or "", ENTRY_TTL_SECONDS],
-            )
-        )
+        change, _ = await self._add_entry(room, user_id, name, conn_id, listing=False)
+        return change
+
+    async def arrive(
+        self, room: str, user_id: str, name: str | None, conn_id: str
+    ) -> tuple[PresenceChange, list[Member]]:
+        return await self._add_entry(room, user_id, name, conn_id, listing=True)
+
+    async def _add_entry(
+        self, room: str, user_id: str, name: str | None, conn_id: str, *, listing: bool
+    ) -> tuple[PresenceChange, list[Member]]:
+        args = [self._conn(conn_id), user_id, name or "", ENTRY_TTL_SECONDS, int(listing)]
+        calls = [self._calls.submit_script(self._add, self._room_keys(room), args)]
         if self._local_rooms.get(room, 0) == 0:
+            # In the same pipeline rather than after the entry: SADD is idempotent, and
+            # a room noted for an entry that then failed costs the reaper one no-op.
             rooms_key = self.keys.instance_rooms(self._instance)
-            await self._call(self._redis.sadd(rooms_key, room))
+            calls.append(self._calls.submit("SADD", rooms_key, room))
+        reply = (await gather_all(*calls))[0]
+        first, connections, count = reply[:3]
         self._local_rooms[room] = self._local_rooms.get(room, 0) + 1
         member = Member(user_id, name, int(connections))
-        return PresenceChange(room, member if int(first) else None, None, int(count))
+        change = PresenceChange(room, member if int(first) else None, None, int(count))
+        members = [
+            Member(reply[i], reply[i + 2] or None, int(reply[i + 1]))
+            for i in range(3, len(reply), 3)
+            if int(reply[i + 1]) > 0
+        ]
+        return change, sorted(members, key=lambda m: m.user_id)
 
     async def remove(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
         remaining = self._local_rooms.get(room, 0) - 1
@@ -111,8 +132,8 @@ class RedisPresenceStore:
             raise
 
     async def _remove_entry(self, room: str, user_id: str, conn_id: str) -> PresenceChange:
-        left_flag, name, count = await self._call(
-            self._remove(keys=self._room_keys(room), args=[self._conn(conn_id), user_id])
+        left_flag, name, count = await self._calls.script(
+            self._remove, self._room_keys(room), [self._conn(conn_id), user_id]
         )
         left = Member(user_id, name or None, 0) if int(left_flag) else None
         return PresenceChange(room, None, left, int(count))
@@ -140,16 +161,15 @@ class RedisPresenceStore:
     # connection registry ---------------------------------------------------------------
 
     async def register_connection(self, user_id: str, conn_id: str, limit: int) -> bool:
-        ok = await self._call(
-            self._register(
-                keys=[self.keys.user_conns(user_id)],
-                args=[self._conn(conn_id), limit, self._instance, ENTRY_TTL_SECONDS],
-            )
-        )
-        if not int(ok):
-            return False
+        args = [self._conn(conn_id), limit, self._instance, ENTRY_TTL_SECONDS]
+        calls = [self._calls.submit_script(self._register, [self.keys.user_conns(user_id)], args)]
         if self._local_users.get(user_id, 0) == 0:
-            await self._call(self._redis.sadd(self.keys.instance_users(self._instance), user_id))
+            # In the same pipeline, as in `_add_entry`: a user noted for a refused
+            # connection costs the reaper one no-op.
+            users_key = self.keys.instance_users(self._instance)
+            calls.append(self._calls.submit("SADD", users_key, user_id))
+        if not int((await gather_all(*calls))[0]):
+            return False
         self._local_users[user_id] = self._local_users.get(user_id, 0) + 1
         return True
 
@@ -160,7 +180,7 @@ class RedisPresenceStore:
         else:
             self._local_users.pop(user_id, None)
         try:
-            await self._call(self._redis.hdel(self.keys.user_conns(user_id), self._conn(conn_id)))
+            await self._calls.command("HDEL", self.keys.user_conns(user_id), self._conn(conn_id))
         except BrokerUnavailable:
             self._keep_pending("", user_id, conn_id)
             raise

@@ -134,14 +134,13 @@ class RoomService:
             )
         presence: list[Member] = []
         if room.kind.presence:
-            change = await self._presence.add(
+            change, presence = await self._presence.arrive(
                 name, conn.identity.user_id, conn.identity.name, conn.sid
             )
             if change.is_visible:
                 await self._broker.publish_transient(name, "presence", change.to_wire())
                 if self._webhooks is not None:
                     await self._webhooks.presence(change)
-            presence = await self._presence.members(name)
         locks = await self._broker.leases(name) if room.kind.has_leases else []
         # The switch: no await from here to the ack.
         last = self._hub.hand_over(name, conn.sid, last)

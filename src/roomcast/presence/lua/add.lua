@@ -1,6 +1,7 @@
 -- KEYS: pconn, pusers, pnames
--- ARGV: conn id, user id, name, TTL (s)
--- -> {first (0/1), connections of the user, users in the room}
+-- ARGV: conn id, user id, name, TTL (s), list ('1': the room's members too)
+-- -> {first (0/1), connections of the user, users in the room}, and with list
+--    {user id, connections, name} of each user in the room after it
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 local n
 if added == 1 then
@@ -12,4 +13,13 @@ end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 local first = 0
 if added == 1 and n == 1 then first = 1 end
-return {first, n, redis.call('HLEN', KEYS[2])}
+local out = {first, n, redis.call('HLEN', KEYS[2])}
+if ARGV[5] == '1' then
+  local counts = redis.call('HGETALL', KEYS[2])
+  for i = 1, #counts, 2 do
+    table.insert(out, counts[i])
+    table.insert(out, counts[i + 1])
+    table.insert(out, redis.call('HGET', KEYS[3], counts[i]) or '')
+  end
+end
+return out
