@@ -58,6 +58,8 @@ class EchoSink:
             return
         self.received.append(data)
         self.carrier.write([frame_of(data)])
+        if data == "after" and not self.app.after.done():
+            self.app.after.set_result(None)
 
     def drained(self) -> None:
         self.app.drained.set_result(self.carrier.backlog())
@@ -86,6 +88,9 @@ class EchoApp:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     release: asyncio.Future[None] = field(  # when /late attaches
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    after: asyncio.Future[None] = field(  # a sink heard "after"
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     scopes: list[dict[str, Any]] = field(default_factory=list)
@@ -433,6 +438,26 @@ async def test_a_client_that_stops_reading_builds_a_backlog_then_drains(served: 
         assert await read_frame(reader) == (BINARY, b"x" * size)
     assert await read_frame(reader) == (TEXT, b"drained")
     assert await served.app.drained <= 64 * 1024
+    writer.close()
+
+
+async def test_pings_are_not_answered_while_the_client_leaves_writes_unread(
+    served: Served,
+) -> None:
+    reader, writer = await raw_upgrade(served, rcvbuf=4096)
+    count, size = 512, 32 * 1024
+    writer.write(client_frame(TEXT, f"flood:{count}:{size}".encode()))
+    await asyncio.wait_for(served.app.flooded, 5)
+    writer.write(b"".join(client_frame(PING, b"%d" % i) for i in range(1000)))
+    writer.write(client_frame(TEXT, b"after"))
+    await asyncio.wait_for(served.app.after, 5)  # the server has read every ping
+    opcodes = []
+    while (frame := await read_frame(reader)) != (TEXT, b"after"):
+        opcodes.append(frame[0])
+    assert opcodes.count(BINARY) == count and PONG not in opcodes
+    assert await read_frame(reader) == (TEXT, b"drained")
+    writer.write(client_frame(PING, b"now"))
+    assert await read_frame(reader) == (PONG, b"now")
     writer.close()
 
 

@@ -165,7 +165,10 @@ class RawWebSocketProtocol(asyncio.Protocol):
                 else:
                     self._queue(event)  # type: ignore[arg-type]
             elif kind is Ping:
-                if self._state == _OPEN:
+                # Not while the client leaves our writes unread: pings would then grow
+                # the buffer without bound (RFC 6455 5.5.3 lets a pong answer only the
+                # latest ping, so skipping some is fine).
+                if self._state == _OPEN and not self._paused:
                     self._transport.write(pong_frame(event.payload))  # type: ignore[union-attr]
             elif kind is Close:
                 self._peer_closed(event.code)  # type: ignore[union-attr]
