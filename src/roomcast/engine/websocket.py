@@ -6,8 +6,9 @@ websocket scope whose `extensions[CARRIER_EXTENSION]` is the protocol itself (a
 `contract.Carrier`). roomcast's engine sends `websocket.accept`, calls
 `attach(sink)` and returns: from then on each message reaches the sink from
 `data_received`, and the connection holds no task, queue, event or future, nor its
-request head, only the few slots below (see tests/engine/test_websocket_carrier.py
-for the measured size).
+request head: an idle attached connection costs about 1.9 KB of Python memory
+(tracemalloc, 2000 connections), of which this protocol and its FrameParser are
+264 bytes and the rest asyncio's transport, socket and selector key.
 
 Any other ASGI websocket application (a host's own route) keeps calling `receive()`
 and `send()` instead, and is served the standard ASGI websocket messages; only that
