@@ -105,14 +105,15 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
     return [taskset, "-c", str(cpu), *cmd] if taskset else cmd
 
 
-def set_affinity(pid: int, cpus: set[int] | None) -> None:
-    """Pin every thread of pid and its descendants to `cpus` (None: every CPU).
+def set_affinity(pid: int, cpus: set[int] | None, *, tree: bool = True) -> None:
+    """Pin every thread of pid, and of its descendants when `tree`, to `cpus` (None:
+    every CPU).
 
     Per thread, since sched_setaffinity applies to one; threads started later inherit
     their creator's mask. CPUs the machine lacks are dropped (a one-CPU machine runs all)."""
     every = set(range(os.cpu_count() or 1))
     mask = (cpus & every or every) if cpus is not None else every
-    for member in process_tree(pid):
+    for member in process_tree(pid) if tree else [pid]:
         with contextlib.suppress(OSError):
             for task in Path(f"/proc/{member}/task").iterdir():
                 with contextlib.suppress(OSError, ValueError):

@@ -83,14 +83,14 @@ class Cluster:
             set_affinity(self.redis.pid, {1})
             for w in gen.workers:
                 set_affinity(w.pid, {0})
-            set_affinity(os.getpid(), {0})
+            set_affinity(os.getpid(), {0}, tree=False)  # its children are the servers
         else:
             for i, inst in enumerate(self.instances):
                 set_affinity(inst.pid, {i})
             set_affinity(self.redis.pid, None)
             for w in gen.workers:
                 set_affinity(w.pid, None)
-            set_affinity(os.getpid(), None)
+            set_affinity(os.getpid(), None, tree=False)
 
     def cpu(self) -> list[float]:
         return [cpu_seconds(i.pid) for i in self.instances]
