@@ -29,6 +29,7 @@ from .brokers.base import Broker
 from .config import Settings
 from .demo import add_demo_routes
 from .domain import Counters
+from .engine.server import EngineServer
 from .errors import RoomcastError
 from .housekeeping import Housekeeping
 from .hub.hub import LocalHub
@@ -319,4 +320,14 @@ def create_app(
 
 def make_socket_server(settings: Settings) -> SocketServer:
     """The Socket.IO server `ROOMCAST_ENGINE` names (transport/sockets.py)."""
-    return SocketIOServer(settings)
+    if settings.engine == "python-socketio":
+        return SocketIOServer(settings)
+    cors: str | list[str] | None = settings.cors_origin_list or None
+    if cors == ["*"]:
+        cors = "*"
+    return EngineServer(
+        max_payload=max(settings.max_payload_bytes * 4, 1_000_000),
+        cors_allowed_origins=cors,
+        send_queue_limit=settings.send_queue_limit,
+        send_buffer_limit_bytes=settings.send_buffer_limit_bytes,
+    )

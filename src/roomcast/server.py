@@ -22,6 +22,7 @@ import uvicorn
 
 from .app import Roomcast, create_app
 from .config import Settings
+from .engine.websocket import RawWebSocketProtocol
 from .observability.logging import configure_logging
 from .transport.internals import MAX_HEAD_BYTES, HeadLimitedHttpToolsProtocol
 from .transport.wire import WireProtocol
@@ -112,6 +113,21 @@ def protocol_limits(runtime: Roomcast) -> dict[str, Any]:
     }
 
 
+def websocket_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The WebSocket protocol class `serve` gives uvicorn for these settings.
+
+    roomcast's own engine runs on `RawWebSocketProtocol`: after the upgrade a
+    connection is callbacks only, with no task. It never compresses, so with
+    permessage-deflate asked for, uvicorn's own protocol (through `WireProtocol`)
+    carries the engine's messages instead. python-socketio's engine writes a
+    broadcast's pre-built frame to each socket through `WireProtocol`
+    (transport/wire.py).
+    """
+    if settings.engine == "native" and not settings.ws_per_message_deflate:
+        return RawWebSocketProtocol
+    return WireProtocol
+
+
 def runtime_of(app: Any) -> Roomcast:
     """The `Roomcast` of an application `create_app` built; NotARoomcastApp otherwise."""
     runtime = getattr(app, "roomcast", None)
@@ -163,8 +179,7 @@ async def serve(
         # Off by default: compressing is per recipient, so a broadcast to N browsers
         # would deflate the same event N times.
         ws_per_message_deflate=settings.ws_per_message_deflate,
-        # Lets a broadcast write one pre-built frame to every socket (transport/wire.py).
-        ws=WireProtocol,
+        ws=websocket_protocol(settings),
         **protocol_limits(runtime),
         # The drain has already closed every Socket.IO connection; do not wait
         # forever on a peer that never completes its close handshake.

@@ -20,8 +20,7 @@ import uvicorn
 
 from roomcast import Roomcast, Settings, create_app
 from roomcast.auth.tokens import mint_access_token
-from roomcast.server import protocol_limits
-from roomcast.transport.wire import WireProtocol
+from roomcast.server import protocol_limits, websocket_protocol
 from tests.support.credentials import API_KEY, SECRET
 
 __all__ = [
@@ -126,9 +125,10 @@ def free_socket() -> socket.socket:
     return sock
 
 
-# The WebSocket protocols a test server runs: roomcast's (what `roomcast serve` runs,
-# with direct frames) and uvicorn's default, what `uvicorn mymodule:app` runs.
-WS_PROTOCOLS: dict[str, Any] = {"roomcast": WireProtocol, "uvicorn": "auto"}
+# The WebSocket protocols a test server runs: roomcast's (what `roomcast serve` runs
+# for the settings: see roomcast.server.websocket_protocol) and uvicorn's default,
+# what `uvicorn mymodule:app` runs.
+WS_PROTOCOLS: dict[str, Any] = {"roomcast": websocket_protocol, "uvicorn": lambda _: "auto"}
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +146,7 @@ async def running_server(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=3,
-        ws=WS_PROTOCOLS[ws],
+        ws=WS_PROTOCOLS[ws](settings),
         **protocol_limits(app.roomcast),  # what `roomcast serve` runs: 431 for huge heads
     )
     server = uvicorn.Server(config)

@@ -211,6 +211,8 @@ class EngineServer:
         if session.state not in (POLLING, UPGRADING, CLOSED):
             return None
         if not session.queue and session.state != CLOSED:
+            session.polled_empty()
+        if not session.queue and session.state != CLOSED:
             poller = session.poller = asyncio.get_running_loop().create_future()
             try:
                 await poller
@@ -275,6 +277,10 @@ class EngineServer:
                 session.push_frame(frame_of(text))
             session.wake_poller()
             session.flush()
+            # Who waited for the polling queue to drain now waits for the WebSocket.
+            drained, session.drained = session.drained, None
+            for callback in drained or ():
+                carrier.notify_drained(callback)
         else:
             session.state = POLLING
             session.carrier = None

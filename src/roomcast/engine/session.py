@@ -151,11 +151,16 @@ class Session:
     def take_queue(self) -> list[str]:
         """Everything queued for long-polling (a GET's answer, or the upgrade's flush)."""
         queue, self.queue = self.queue, []
+        return queue
+
+    def polled_empty(self) -> None:
+        """A GET found nothing queued: the client has read everything sent before, so
+        whoever waits for this session's backlog to drain is told now (not when a GET
+        takes the queue: its answer is then still on its way to the client)."""
         drained, self.drained = self.drained, None
         if drained:
             for callback in drained:
                 callback()
-        return queue
 
     # CarrierSink ---------------------------------------------------------------------
 
