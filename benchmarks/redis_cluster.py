@@ -5,11 +5,15 @@ For each backend it starts its own Redis (one redis-server, or three cluster
 primaries joined by `redis-cli --cluster create`) and two `roomcast serve`
 instances, on free loopback ports, each stopped by its PID. Ten subscribers on each
 instance (raw Socket.IO over WebSocket, in a child process so that reading does not
-delay publishing) join 100 rooms each, so every room has one subscriber on each
-instance. Publishers POST `/api/v1/publish/batch` every 20 ms, alternately to the two
-instances, so half of all deliveries cross instances through Redis.
+delay publishing; connected afresh for each step, as a raw client left idle for
+about 40 s is closed by the server) join 100 rooms each, so every room has one
+subscriber on each instance. Publishers POST `/api/v1/publish/batch` every 20 ms,
+alternately to the two instances, so half of all deliveries cross instances
+through Redis.
 
-Each step publishes at one rate for `--seconds`, waits for what is in flight, then
+Both backends are up at once and each rate runs on both back to back, the order
+alternating, so that load elsewhere on a shared machine falls on both alike. Each
+step publishes at one rate for `--seconds`, waits for what is in flight, then
 checks that every accepted (room, epoch, seq) reached each of the room's two
 subscribers exactly once, and reads the CPU time (utime + stime, /proc/<pid>/stat)
 that each redis-server primary and the roomcast instances used. Rates go up until
@@ -34,7 +38,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -62,7 +66,8 @@ TICK = 0.02  # seconds between two batches
 MAX_IN_FLIGHT = 100  # batches awaiting an answer; a tick past that is not sent (overload)
 DRAIN_TIMEOUT = 5.0  # seconds to wait for what is in flight after a step
 P99_LIMIT_MS = 100.0
-RUN_BUDGET = 330.0  # seconds: no new step starts past this (whole run within 6 min)
+IDLE_WINDOW = 3.0  # seconds of no publishing, to measure each Redis's background CPU
+RUN_BUDGET = 300.0  # seconds: no new step starts past this (whole run within 6 min)
 PREFIX = "roomcast"
 EVENT = "project_progress_update"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -167,6 +172,7 @@ class Backend:
     primaries: list[int]  # redis-server PIDs, one per shard
     shard_of: dict[str, int]  # room -> index into primaries
     replicas: list[int] = field(default_factory=list)
+    idle: list[float] = field(default_factory=list)  # CPU seconds per second per primary, idle
 
 
 @contextlib.contextmanager
@@ -238,8 +244,10 @@ class Step:
     lost: int = 0
     duplicated: int = 0
     per_shard: list[int] = field(default_factory=list)  # accepted publishes per shard
-    shard_cpu: list[float] = field(default_factory=list)  # CPU seconds per primary
+    shard_cpu: list[float] = field(default_factory=list)  # CPU seconds per primary, less idle
     replica_cpu: float = 0.0
+    idle: list[float] = field(default_factory=list)  # the backend's idle CPU, for the report
+    timeline: str = ""  # p99 of the events sent in each half second
     roomcast_cpu: float = 0.0
 
     @property
@@ -343,7 +351,7 @@ async def run_step(
     roomcast_pids: Sequence[int],
 ) -> Step:
     loop = asyncio.get_running_loop()
-    step = Step(backend.name, rate)
+    step = Step(backend.name, rate, idle=backend.idle)
     cpu0 = [cpu_seconds(pid) for pid in backend.primaries]
     rep0 = sum(cpu_seconds(pid) for pid in backend.replicas)
     rc0 = sum(cpu_seconds(pid) for pid in roomcast_pids)
@@ -355,7 +363,12 @@ async def run_step(
     expected = len(accepted) * len(urls)
     conn.send((expected, DRAIN_TIMEOUT))
     records = await loop.run_in_executor(None, conn.recv)
-    step.shard_cpu = [cpu_seconds(pid) - c for pid, c in zip(backend.primaries, cpu0, strict=True)]
+    spent = (time.time_ns() - started_ns) / 1e9
+    idle = backend.idle or [0.0] * len(backend.primaries)
+    step.shard_cpu = [
+        max(0.0, cpu_seconds(pid) - before - background * spent)
+        for pid, before, background in zip(backend.primaries, cpu0, idle, strict=True)
+    ]
     step.replica_cpu = sum(cpu_seconds(pid) for pid in backend.replicas) - rep0
     step.roomcast_cpu = sum(cpu_seconds(pid) for pid in roomcast_pids) - rc0
     step.accepted = len(accepted)
@@ -367,49 +380,99 @@ async def run_step(
         step.delivery_seconds = (max(r[5] for r in records) - started_ns) / 1e9
     step.p50 = statistics.median(latencies) if latencies else 0.0
     step.p99 = percentile(latencies, 0.99)
+    buckets: dict[int, list[float]] = {}
+    for _, _, _, _, sent, got in records:
+        buckets.setdefault((sent - started_ns) // 500_000_000, []).append((got - sent) / 1e6)
+    step.timeline = " ".join(f"{percentile(buckets[b], 0.99):.0f}" for b in sorted(buckets))
     check(step, accepted, records, clients)
     return step
 
 
-async def run_backend(
-    backend: Backend, rates: Sequence[int], seconds: float, deadline: float
-) -> list[Step]:
-    steps: list[Step] = []
-    with instances(backend.env) as procs:
-        urls = [p.url for p in procs]
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        sub = ctx.Process(target=subscriber_main, args=(child,), daemon=True)
-        sub.start()
-        loop = asyncio.get_running_loop()
-        try:
-            parent.send(urls)
-            joined = await loop.run_in_executor(None, _recv_within, parent, 60.0)
-            if joined != "joined":
-                raise RuntimeError(f"subscribers did not join: {joined!r}")
-            connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT * 2)
-            timeout = aiohttp.ClientTimeout(total=10)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                # Warm-up: every room gets its epoch and first event (not measured).
-                await run_step(backend, urls, http, parent, ROOMS, 1.0, [])
-                for rate in rates:
-                    if time.monotonic() > deadline:
-                        print(f"  {backend.name}: run budget spent, stopping", file=sys.stderr)
-                        break
-                    step = await run_step(
-                        backend, urls, http, parent, rate, seconds, [p.pid for p in procs]
-                    )
-                    steps.append(step)
-                    print("  " + row(step), file=sys.stderr)
-                    if not step.ok:
-                        break
-            parent.send(None)
-        finally:
-            sub.join(10)
-            if sub.is_alive():
-                sub.kill()  # our own child, by its handle
-                sub.join()
-    return steps
+@contextlib.asynccontextmanager
+async def subscribers(urls: list[str]) -> AsyncIterator[Connection]:
+    """A child process with the subscribers connected and joined; its end of a pipe."""
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    sub = ctx.Process(target=subscriber_main, args=(child,), daemon=True)
+    sub.start()
+    try:
+        parent.send(urls)
+        joined = await loop.run_in_executor(None, _recv_within, parent, 60.0)
+        if joined != "joined":
+            raise RuntimeError(f"subscribers did not join: {joined!r}")
+        yield parent
+        parent.send(None)
+    finally:
+        sub.join(10)
+        if sub.is_alive():
+            sub.kill()  # our own child, by its handle
+            sub.join()
+
+
+@dataclass
+class Rig:
+    """A backend with its two instances and a publisher."""
+
+    backend: Backend
+    urls: list[str]
+    pids: list[int]  # the roomcast instances
+    http: aiohttp.ClientSession
+
+    async def step(self, rate: int, seconds: float) -> Step:
+        async with subscribers(self.urls) as conn:
+            return await run_step(
+                self.backend, self.urls, self.http, conn, rate, seconds, self.pids
+            )
+
+
+@contextlib.asynccontextmanager
+async def rig(backend: Backend, procs: list[RoomcastProcess]) -> AsyncIterator[Rig]:
+    """Warm every room up (its epoch and first event), measure idle CPU."""
+    urls = [p.url for p in procs]
+    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT * 2)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        one = Rig(backend, urls, [p.pid for p in procs], http)
+        await one.step(ROOMS, 1.0)  # not measured
+        backend.idle = await idle_cpu(backend.primaries, IDLE_WINDOW)
+        yield one
+
+
+async def run_all(
+    rigs: Sequence[Rig],
+    rates: Sequence[int],
+    seconds: float,
+    deadline: float,
+    keep_going: bool = False,
+    timeline: bool = False,
+) -> dict[str, list[Step]]:
+    """Each rate on every backend still going, back to back, the order alternating
+    (A B, B A, ...), so that a load elsewhere on the machine falls on both."""
+    results: dict[str, list[Step]] = {r.backend.name: [] for r in rigs}
+    going = list(rigs)
+    for n, rate in enumerate(rates):
+        if not going:
+            break
+        if time.monotonic() > deadline:
+            print("  run budget spent, stopping", file=sys.stderr)
+            break
+        for one in going if n % 2 == 0 else going[::-1]:
+            step = await one.step(rate, seconds)
+            results[one.backend.name].append(step)
+            print("  " + row(step), file=sys.stderr)
+            if timeline:
+                print("    p99 per 0.5 s: " + step.timeline, file=sys.stderr)
+        going = [one for one in going if keep_going or results[one.backend.name][-1].ok]
+    return results
+
+
+async def idle_cpu(pids: Sequence[int], seconds: float) -> list[float]:
+    """CPU seconds per second of each process with nothing published (heartbeats,
+    housekeeping, canaries): what a step's figure per publish is net of."""
+    before = [cpu_seconds(pid) for pid in pids]
+    await asyncio.sleep(seconds)  # a measuring window, not a wait for an event
+    return [(cpu_seconds(pid) - b) / seconds for pid, b in zip(pids, before, strict=True)]
 
 
 def _recv_within(conn: Connection, timeout: float) -> Any:
@@ -436,7 +499,7 @@ def row(step: Step) -> str:
 
 HEADER = (
     "| backend | target/s | accepted/s | deliveries/s | p50 ms | p99 ms | lost+dup "
-    "| refused | publishes per shard | Redis CPU µs/publish per shard "
+    "| refused | publishes per shard | Redis CPU µs/publish per shard, less idle "
     "| replicas CPU µs/publish | roomcast CPU µs/publish |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"
 )
@@ -476,13 +539,22 @@ def report(results: dict[str, list[Step]], argv: Sequence[str]) -> str:
         assert single is not None and many is not None
         ratio = (many.accepted / many.seconds) / (single.accepted / single.seconds)
         lines.append(f"- headline ratio {names[1]} ÷ {names[0]}: {ratio:.2f}")
-        cpu_single = single.cpu_per_publish()[0]
-        cpu_many = many.cpu_per_publish()
-        if cpu_single:
-            shares = " / ".join(f"{c / cpu_single:.2f}" for c in cpu_many)
-            lines.append(
-                f"- Redis CPU per publish at the headline rates, each shard ÷ one Redis: {shares}"
-            )
+    if len(names) == 2:
+        # CPU per publish compared at one rate: the highest that both backends ran.
+        by_rate = [{s.rate: s for s in results[name]} for name in names]
+        common = sorted(set(by_rate[0]) & set(by_rate[1]))
+        if common:
+            rate = common[-1]
+            one, shards = by_rate[0][rate].cpu_per_publish()[0], by_rate[1][rate].cpu_per_publish()
+            if one:
+                each = " / ".join(f"{c / one:.2f}" for c in shards)
+                lines.append(
+                    f"- Redis CPU per publish at {rate}/s, each shard's ÷ one Redis's: {each}"
+                )
+    for name, steps in results.items():
+        if steps and steps[0].idle:
+            idle = " / ".join(f"{1000 * c:.1f}" for c in steps[0].idle)
+            lines.append(f"- {name}, idle Redis CPU (ms per s, per primary): {idle}")
     return "\n".join(lines) + "\n"
 
 
@@ -491,15 +563,22 @@ async def main() -> None:
     parser.add_argument("--rates", default="250,500,1000,2000,3000,4000,6000,8000")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--replicas", type=int, default=0, help="replicas per cluster primary")
+    parser.add_argument("--backends", default="single,cluster", help="single, cluster or both")
+    parser.add_argument("--keep-going", action="store_true", help="run every rate (profiling)")
+    parser.add_argument("--timeline", action="store_true", help="p99 per 0.5 s, to stderr")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     deadline = time.monotonic() + RUN_BUDGET
-    results: dict[str, list[Step]] = {}
-    with standalone() as backend:
-        results[backend.name] = await run_backend(backend, rates, args.seconds, deadline)
-    with cluster(args.replicas) as backend:
-        results[backend.name] = await run_backend(backend, rates, args.seconds, deadline)
+    async with contextlib.AsyncExitStack() as stack:
+        started = []
+        for kind in args.backends.split(","):
+            backend = stack.enter_context(
+                standalone() if kind == "single" else cluster(args.replicas)
+            )
+            started.append((backend, stack.enter_context(instances(backend.env))))
+        rigs = [await stack.enter_async_context(rig(*one)) for one in started]
+        results = await run_all(rigs, rates, args.seconds, deadline, args.keep_going, args.timeline)
     text = report(results, ["benchmarks/redis_cluster.py", *sys.argv[1:]])
     print(text)
     if args.out is not None:
