@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import uvicorn
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -192,13 +193,15 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: EchoApp) -> AsyncIterator[tuple[Served, asyncio.Task[None]]]:
+async def serving(
+    app: EchoApp, http: Any = HeadLimitedHttpToolsProtocol
+) -> AsyncIterator[tuple[Served, asyncio.Task[None]]]:
     """`app` under uvicorn with roomcast's protocols, on a pre-bound free port."""
     sock = free_socket()
     config = uvicorn.Config(
         app,
         ws=RawWebSocketProtocol,
-        http=HeadLimitedHttpToolsProtocol,
+        http=http,
         lifespan="off",
         log_level="warning",
         ws_max_size=MAX_SIZE,
@@ -288,6 +291,15 @@ async def test_echo_with_websockets(served: Served) -> None:
     sink = await asyncio.wait_for(served.app.closed.get(), 5)
     assert sink.closed == 1
     assert not served.tasks  # the application's call ended with the accept
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_echo_under_uvicorns_own_http_protocols(http: str) -> None:
+    async with serving(EchoApp(), http) as (served, _):
+        async with connect(served.url("/echo?q=1")) as ws:
+            await ws.send("through " + http)
+            assert await ws.recv() == "through " + http
+        assert served.app.scopes[0]["query_string"] == b"q=1"
 
 
 async def test_echo_with_aiohttp(served: Served) -> None:
@@ -526,6 +538,26 @@ async def test_messages_before_a_late_attach_are_handed_over_in_order(served: Se
     sink = await asyncio.wait_for(served.app.closed.get(), 5)
     assert sink.received == ["m0", "m1", "m2"] and sink.closed == 1
     writer.close()
+
+
+async def test_a_fastapi_websocket_route() -> None:
+    api = FastAPI()
+    ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @api.websocket("/ws/{name}")
+    async def route(websocket: WebSocket, name: str) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(name + ": " + await websocket.receive_text())
+        except WebSocketDisconnect as disconnect:
+            ended.set_result(disconnect.code)
+
+    async with serving(api) as (served, _):  # type: ignore[arg-type]
+        async with connect(served.url("/ws/bob")) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "bob: hi"
+        assert await asyncio.wait_for(ended, 5) == 1000
 
 
 async def _tasks_end(served: Served) -> bool:
