@@ -35,6 +35,10 @@ KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455's example answer to KEY
 
 
+def _as_carrier(protocol: RawWebSocketProtocol) -> Carrier:
+    return protocol  # mypy checks here that the protocol is a contract.Carrier
+
+
 class EchoSink:
     """Echoes each message; "close:<code>" closes, "flood:<n>:<size>" floods."""
 
