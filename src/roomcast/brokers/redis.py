@@ -38,6 +38,7 @@ from .base import (
     PublishResult,
     unavailable,
 )
+from .channel_writer import ChannelWriter
 from .coalesce import PublishCoalescer
 from .failover_settle import Settled, settle
 from .redis_batch import JournalKeys, RoomCall, guard_error, pack, pipelines, plan
@@ -109,6 +110,10 @@ class RedisBroker:
         self._last: dict[str, tuple[str, int]] = {}  # room -> last (epoch, seq) delivered
         self._pubsub: Any = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
+        # SUBSCRIBE and UNSUBSCRIBE of one turn's joins and leaves, one command each.
+        self._channels = ChannelWriter(
+            lambda: self._pubsub, timeout=self._timeout, sharded=self._sharded
+        )
         self._connected = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         # Sentinel mode: the task following +switch-master (sentinel_watch.py), and
@@ -144,6 +149,7 @@ class RedisBroker:
     async def aclose(self) -> None:
         await self._coalescer.aclose()
         await self._calls.aclose()
+        await self._channels.aclose()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -448,10 +454,7 @@ class RedisBroker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm[channel] = future
         try:
-            if self._sharded:
-                await self._call(pubsub.ssubscribe(channel))
-            else:
-                await self._call(pubsub.subscribe(channel))
+            await self._channels.subscribe(channel)  # with the others of this turn
             await self._call(asyncio.shield(future))
         except BrokerUnavailable:
             self._rooms.discard(room)
@@ -464,10 +467,8 @@ class RedisBroker:
         self._rooms.discard(room)
         self._last.pop(room, None)
         if self._pubsub is not None:
-            channel = self.keys.room(room).channel
-            leave = self._pubsub.sunsubscribe if self._sharded else self._pubsub.unsubscribe
             with contextlib.suppress(BrokerUnavailable):
-                await self._call(leave(channel))
+                await self._channels.unsubscribe(self.keys.room(room).channel)
 
     async def _listen(self) -> None:
         """Read pub/sub for the instance's lifetime, reconnecting promptly."""
