@@ -388,6 +388,16 @@ async def test_the_client_closes(served: Served) -> None:
     assert not sink.carrier.write([frame_of("late")])
 
 
+async def test_a_lost_connection_is_closed_once(served: Served) -> None:
+    _, writer = await raw_upgrade(served)
+    writer.write(client_frame(TEXT, b"half a frame")[:5])
+    writer.transport.abort()  # no close frame: the TCP connection just goes
+    sink = await asyncio.wait_for(served.app.closed.get(), 5)
+    assert sink.closed == 1 and sink.received == []
+    assert not sink.carrier.write([frame_of("late")])
+    assert not served.connections
+
+
 async def test_the_server_closes_and_waits_for_the_client(served: Served) -> None:
     async with connect(served.url("/echo")) as ws:
         await ws.send("close:4000")
