@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -85,6 +86,13 @@ def handshake_of(scope: Mapping[str, Any], auth: Any) -> Handshake:
         auth=auth,
         scope=scope,
     )
+
+
+#: Event handlers of one session that run at once; later events wait their turn.
+EVENTS_IN_FLIGHT = 16
+#: Events of one session waiting for a handler; past it the client is cut off (a
+#: flood the rate limit cannot keep up with, which would only grow memory).
+EVENTS_PENDING = 10_000
 
 
 class EngineServer:
@@ -334,9 +342,27 @@ class EngineServer:
     def _event(self, session: Session, packet: sio_codec.SioPacket) -> None:
         if session.sio_state != SIO_CONNECTED or packet.namespace != "/":
             return  # python-socketio drops events of a namespace not connected
+        if session.inflight < EVENTS_IN_FLIGHT:
+            self._start_event(session, packet)
+            return
+        # A burst read in one go (a flood, or a client catching up) waits here, so
+        # each handler that finishes starts the next one: what the gateway decided
+        # meanwhile (a close for abuse, from its own task) takes effect between them,
+        # as it does when packets arrive one at a time.
+        pending = session.pending
+        if pending is None:
+            pending = session.pending = deque()
+        if len(pending) >= EVENTS_PENDING:
+            log.warning("closing a connection with %d events waiting", len(pending))
+            self._close_soon(session, "transport_error", notify=True, code=CLOSE_POLICY)
+            return
+        pending.append(packet)
+
+    def _start_event(self, session: Session, packet: sio_codec.SioPacket) -> None:
         data = packet.data
         sid = session.sid
         assert sid is not None
+        session.inflight += 1
         task = asyncio.get_running_loop().create_task(
             self._run_event(session, sid, data[0], data[1:], packet.id)
         )
@@ -351,6 +377,14 @@ class EngineServer:
         except Exception:
             log.exception("the handler of event %r failed", name)
             return
+        finally:
+            session.inflight -= 1
+            pending = session.pending
+            if pending:
+                if session.state == CLOSED:
+                    pending.clear()
+                else:
+                    self._start_event(session, pending.popleft())
         if ack_id is None or session.state == CLOSED:
             return
         values = list(result) if isinstance(result, tuple) else [result]

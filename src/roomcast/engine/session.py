@@ -18,6 +18,7 @@ its heartbeat entry.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -81,6 +82,8 @@ class Session:
         "hb_key",
         "hb_ping_key",
         "hb_waiting",
+        "inflight",
+        "pending",
         "poller",
         "queue",
         "scope",
@@ -113,6 +116,8 @@ class Session:
         self.hb_key: int | None = None  # the heartbeat wheel's bucket holding it
         self.hb_ping_key = 0  # the tick of the last ping
         self.hb_waiting = False  # a ping went out and no pong came yet
+        self.inflight = 0  # event handlers of this session running now
+        self.pending: deque[Any] | None = None  # events waiting for one to finish
 
     # The ordered road --------------------------------------------------------------
 
