@@ -48,3 +48,17 @@ async def test_concurrent_registrations_across_instances_stop_at_the_limit(
     assert await a.user_connections("u") == 10 and await b.user_connections("v") == 3
     await asyncio.gather(*(stores[i % 2].unregister_connection("u", f"s{i}") for i in range(50)))
     assert await a.user_connections("u") == 0
+
+
+async def test_a_storm_of_registrations_waits_for_connections_rather_than_failing(
+    make_presence: Any,
+) -> None:
+    # More at once than a pool has connections (100): over Redis Cluster, redis-py's
+    # node pool refused the excess ("Too many connections") before they were bounded.
+    store = await make_presence()
+    outcomes = await asyncio.gather(
+        *(store.register_connection(f"u{i}", f"s{i}", 1) for i in range(400)),
+        return_exceptions=True,
+    )
+    assert outcomes == [True] * 400
+    assert await store.user_connections("u399") == 1

@@ -348,10 +348,7 @@ class RedisBroker:
     async def publish_transient(self, room: str, event: str, data: JSON) -> None:
         payload = "t" + json.dumps({"event": event, "data": data}, separators=(",", ":"))
         channel = self.keys.room(room).channel
-        if self._sharded:
-            await self._call(self._redis.spublish(channel, payload))
-        else:
-            await self._calls.command("PUBLISH", channel, payload)
+        await self._calls.command("SPUBLISH" if self._sharded else "PUBLISH", channel, payload)
 
     async def publish_control(self, message: JSON) -> None:
         await self._call(self._redis.publish(self.keys.control, json.dumps(message)))

@@ -29,7 +29,11 @@ oldest command, the first queued.
 
 Redis Cluster: no batching. redis-py's cluster client routes each command to the
 slot's owner and follows MOVED and ASK itself; a batch would have to be split per
-shard and lose that, so each command is sent on its own there, as before.
+shard and lose that, so each command is sent on its own there, as before. But at
+most half a node pool's connections at once (`CLUSTER_SHARE`): past its size redis-py's
+cluster pool refuses ("Too many connections", MaxConnectionsError) rather than
+waiting, and a storm of connects failed so; here the callers past it wait their
+turn, within their deadline.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ from .redis_sharded import is_cluster, ready
 #: Commands in one pipeline: enough to gather a whole storm's turn, few enough that
 #: reading the replies does not hold the loop for long.
 MAX_BATCH = 1000
+
+#: The share of a cluster node pool's connections that commands sent here may hold
+#: at once; the rest is the publish pipelines' and the heartbeat's.
+CLUSTER_SHARE = 0.5
 
 _EVALSHA = b"$7\r\nEVALSHA\r\n"
 
@@ -104,6 +112,10 @@ class CallBatcher:
         self._redis: Any = client
         self._timeout = timeout_of(client) if timeout is None else timeout
         self._sharded = is_cluster(client)
+        self._slots: asyncio.Semaphore | None = None
+        if self._sharded:
+            size = int(client.connection_kwargs.get("max_connections", 100) * CLUSTER_SHARE)
+            self._slots = asyncio.Semaphore(max(1, size))
         self._pending: deque[_Request] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # pipelines sent (for tests and measurements)
@@ -144,7 +156,16 @@ class CallBatcher:
         # The slot map first: concurrent first commands of a cluster client that has
         # none yet race inside redis-py (a connection written to before it is open).
         await call(ready(self._redis), deadline=deadline)
-        return await call(make(), deadline=deadline)
+        assert self._slots is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise BrokerUnavailable("Redis did not answer in time") from None
+        try:
+            return await call(make(), deadline=deadline)
+        finally:
+            self._slots.release()
 
     def _queue(self, request: _Request) -> asyncio.Future[Any]:
         self._pending.append(request)
@@ -238,10 +259,7 @@ _shared: weakref.WeakKeyDictionary[Any, CallBatcher] = weakref.WeakKeyDictionary
 
 def shared_batcher(client: Any) -> CallBatcher:
     """The batcher of a client: the broker and the presence store share one, so their
-    commands of one turn share a pipeline. (A cluster client's sends each command on
-    its own: it is not shared, nor weakly referable.)"""
-    if is_cluster(client):
-        return CallBatcher(client)
+    commands of one turn share a pipeline (or, in a cluster, one bound on connections)."""
     batcher = _shared.get(client)
     if batcher is None:
         batcher = _shared[client] = CallBatcher(client)
