@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .scenarios import TOPOLOGIES
+from .scenarios import CONNECT_TIMEOUT_S, TOPOLOGIES
 from .servers import FLOOR, LABELS, NODE, PLAIN, ROOMCAST, ROOMCAST_PSIO, SERVERS
 from .sockpub import MAX_IN_FLIGHT
 from .stats import P99_GOAL_MS, Idle, Ladder
@@ -219,7 +219,8 @@ def render(results: dict[str, Any], images: dict[str, Path], base: Path) -> str:
             b = next(iter(bursts.values())).burst
             summary.add(
                 name,
-                f"refused of {b:,} simultaneous handshakes (lower is better)",
+                f"of {b:,} simultaneous handshakes, refused or not connected within "
+                f"{CONNECT_TIMEOUT_S:g} s (lower is better)",
                 {s: float(x.burst_refused) for s, x in bursts.items()},
                 ratios=False,
             )
@@ -344,7 +345,8 @@ def render(results: dict[str, Any], images: dict[str, Path], base: Path) -> str:
                 "come from the process itself (`benchmarks/roomcast_launcher.py`, on "
                 "SIGUSR1), the same way; the others have no such figure (—). Then a burst "
                 "of handshakes (with auth and join) is started at once, all in flight "
-                "together, on top of the idle ones.",
+                f"together, on top of the idle ones; one not connected and joined within "
+                f"{CONNECT_TIMEOUT_S:g} s counts as refused.",
                 "",
                 "| server | connected | connects/s first half | connects/s second half "
                 "| server CPU ms per connection | RSS before MB | RSS idle MB | MB per 1000 "

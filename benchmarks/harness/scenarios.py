@@ -408,7 +408,13 @@ async def ladder(
                                   f"({first.why_not()}), and one step more was run"  # fmt: skip
                     break
             else:
-                result.note = "the rates ran out before the goal was missed"
+                missed = [x for x in result.steps if not x.within_goal]
+                result.note = (
+                    f"the rates ran out; {missed[0].rate:g} publishes/s, the last, missed the "
+                    f"goal ({missed[0].why_not()})"
+                    if missed
+                    else "the rates ran out before the goal was missed"
+                )
             out.append(result)
         c.apply("each", bench.gen)
     return out
