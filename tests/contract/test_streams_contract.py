@@ -3,6 +3,7 @@ events and transient messages, over memory, Redis and Sentinel."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -109,3 +110,20 @@ async def test_transient_messages(make_broker: Any) -> None:
     await broker.publish_transient(ROOM, "presence", {"count": 1})
     await sink.wait_for(lambda s: s.transients)
     assert sink.transients == [(ROOM, "presence", {"count": 1})]
+
+
+async def test_rooms_subscribed_at_once_are_each_live_when_subscribe_returns(
+    make_broker: Any,
+) -> None:
+    # Concurrent subscribes share SUBSCRIBE commands over Redis (channel_writer.py);
+    # each must still return only once its own room's delivery is live.
+    broker, sink = await make_broker()
+    rooms = [f"project_many{i}" for i in range(60)]
+    await asyncio.gather(*(broker.subscribe(room) for room in rooms))
+    await asyncio.gather(*(broker.publish(cmd(room)) for room in rooms))
+    await sink.wait_for(lambda s: all(s.seqs(room) == [1] for room in rooms))
+    # Half leave at once, half stay: the leavers get nothing more, the others do.
+    await asyncio.gather(*(broker.unsubscribe(room) for room in rooms[::2]))
+    await asyncio.gather(*(broker.publish(cmd(room)) for room in rooms))
+    await sink.wait_for(lambda s: all(s.seqs(room) == [1, 2] for room in rooms[1::2]))
+    assert all(sink.seqs(room) == [1] for room in rooms[::2])
