@@ -127,8 +127,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The benchmark suite (about 10 minutes): roomcast against Node socket.io and plain
-# python-socketio; writes docs/benchmarks.md and its plots in docs/img/. The Node
+# The benchmark suite (about 25 minutes): roomcast (both engines) against Node
+# socket.io, plain python-socketio and the raw uvloop floor; writes docs/benchmarks.md and its plots in docs/img/. The Node
 # peer's packages are installed by the suite (npm ci). Other benchmark runs on the
 # same machine should not overlap: `flock /tmp/roomcast-bench.lock make bench`.
 BENCH_STAMP := $(VENV)/.bench-installed
