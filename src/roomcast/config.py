@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         description="compress WebSocket messages (costs CPU per recipient on every broadcast)",
     )
     engine: Literal["native", "python-socketio"] = Field(
-        "python-socketio",
+        "native",
         description=(
             "the Socket.IO server: roomcast's own engine (native: no task per "
             "connection) or python-socketio on python-engineio"
