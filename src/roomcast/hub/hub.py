@@ -33,8 +33,9 @@ so, `DrainSignal`), it is sent the unsequenced notice `skipped {"room", "skipped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -126,7 +127,7 @@ class LocalHub:
         self._live: set[str] = set()  # rooms the broker is subscribed to
         # Serialises subscribe/unsubscribe so a quick leave-then-join of a room
         # cannot reach the broker in the opposite order.
-        self._subscribing = asyncio.Lock()
+        self._subscribing: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._outlet = outlet
         self._observe_lag = observe_lag
         self._clock = clock
@@ -147,7 +148,7 @@ class LocalHub:
         done = False
         try:
             if room not in self._live:
-                async with self._subscribing:
+                async with self._serial(room):
                     if room not in self._live and room in self._rooms:
                         await self._broker().subscribe(room)
                         self._live.add(room)
@@ -166,10 +167,26 @@ class LocalHub:
         a member removed at once gets nothing more, the broker is told after)."""
         if room in self._rooms or room not in self._live:
             return
-        async with self._subscribing:
+        async with self._serial(room):
             if room in self._live and room not in self._rooms:
                 self._live.discard(room)
                 await self._broker().unsubscribe(room)
+
+    @contextlib.asynccontextmanager
+    async def _serial(self, room: str) -> AsyncIterator[None]:
+        """One room's subscribe and unsubscribe, one at a time (rooms apart run at once)."""
+        entry = self._subscribing.get(room)
+        if entry is None:
+            entry = self._subscribing[room] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._subscribing[room]
 
     def _broker(self) -> Subscriber:
         if self._subscriber is None:
