@@ -90,8 +90,13 @@ class RoomService:
         if not await can_join(identity, room, ctx, self._hook, self._join_proxy):
             raise Forbidden(f"not allowed to join {room.name}")
 
-    async def join(self, conn: Connection, request: JoinRequest) -> JSON:
-        """Join (or re-join to replay) a room; see SPEC section 4 for the ack."""
+    async def join(self, conn: Connection, request: JoinRequest, *, implicit: bool = False) -> JSON:
+        """Join (or re-join to replay) a room; see SPEC section 4 for the ack.
+
+        `implicit`: the server's own join (the user room, at connect), whose ack no
+        client reads; the room's position is then not read from the broker (one Lua
+        call fewer per connect) and every event parked meanwhile is delivered.
+        """
         room = self._kinds.parse(request.room)
         rejoin = room.name in conn.rooms
         if not rejoin:
@@ -104,7 +109,7 @@ class RoomService:
             self._hub.add(room.name, conn.sid, catching_up=True)
         ack: JSON | None = None
         try:
-            ack = await self._catch_up(conn, room, request)
+            ack = await self._catch_up(conn, room, request, implicit=implicit)
         finally:
             if ack is None and not rejoin:
                 await self._hub.leave(room.name, conn.sid)
@@ -115,7 +120,9 @@ class RoomService:
         self._metrics.rooms.set(self._hub.room_count())
         return ack
 
-    async def _catch_up(self, conn: Connection, room: RoomRef, request: JoinRequest) -> JSON:
+    async def _catch_up(
+        self, conn: Connection, room: RoomRef, request: JoinRequest, *, implicit: bool = False
+    ) -> JSON:
         """Replay, gather the snapshot, then switch the member to live delivery.
 
         Every await happens before the switch (`LocalHub.hand_over`), and the switch
@@ -125,7 +132,9 @@ class RoomService:
         since = request.since
         replayed = 0
         recovered = True
-        if since is None:
+        if since is None and implicit:
+            epoch, last = "", 0
+        elif since is None:
             position = await self._broker.position(name)
             epoch, last = position.epoch, position.seq
         else:

@@ -173,7 +173,7 @@ class SocketGateway:
         joined = False
         try:
             user_room = self._rooms.kinds.user_room(identity.user_id).name
-            await self._rooms.join(conn, JoinRequest(room=user_room))
+            await self._rooms.join(conn, JoinRequest(room=user_room), implicit=True)
             joined = True
         finally:
             if not joined:
