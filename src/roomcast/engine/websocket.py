@@ -27,18 +27,23 @@ connection with 1012.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import email.utils
-import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from .contract import CarrierSink, Frame, frame_of
 from .frames import Close, Failure, FrameParser, Ping, close_frame, pong_frame
+from .handshake import (
+    MAX_LINE_BYTES,
+    Refusal,
+    accept_key,
+    local_address,
+    parse_upgrade,
+    phrase,
+    remote_address,
+)
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -48,16 +53,10 @@ CARRIER_EXTENSION = "roomcast.carrier"
 
 #: The largest request head taken (uvicorn's http protocol bounds it first).
 MAX_HEAD_BYTES = 64 * 1024
-#: The longest header line, and the most header lines, taken (websockets' limits,
-#: which uvicorn's own protocol applies): past either, 431.
-MAX_LINE_BYTES = 8192
-MAX_HEADERS = 128
 #: How long a close frame we sent waits for the client's before the socket is cut.
 CLOSE_TIMEOUT = 3.0
 #: Messages a generic ASGI application may leave unread before reading pauses.
 PAUSE_READING_AT = 16
-
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -77,16 +76,6 @@ _GENERIC = 3  # the application receives them through ASGI
 
 class WebSocketClosed(OSError):
     """An ASGI send on a connection that is gone (ASGI asks servers for an OSError)."""
-
-
-class _Refusal(Exception):
-    """An upgrade request answered with an HTTP error instead of 101."""
-
-    def __init__(self, status: int, detail: str, headers: Sequence[bytes] = ()) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
 
 
 class RawWebSocketProtocol(asyncio.Protocol):
@@ -351,7 +340,7 @@ class RawWebSocketProtocol(asyncio.Protocol):
         self._head = None
         try:
             scope = self._scope_of(bytes(buffer[:end]))
-        except _Refusal as refusal:
+        except Refusal as refusal:
             self._answer(refusal.status, refusal.detail.encode(), refusal.headers)
             return
         self._parser = FrameParser(self._config.ws_max_size)
@@ -360,26 +349,9 @@ class RawWebSocketProtocol(asyncio.Protocol):
             self.data_received(bytes(rest))
 
     def _scope_of(self, head: bytes) -> dict[str, Any]:
-        lines = head.split(b"\r\n")
-        if len(lines) > MAX_HEADERS + 1:
-            raise _Refusal(431, "too many headers")
-        if any(len(line) > MAX_LINE_BYTES for line in lines):
-            raise _Refusal(431, "header line too long")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
-            raise _Refusal(400, "invalid request line")
-        if parts[0] != b"GET":
-            raise _Refusal(400, "a WebSocket upgrade is a GET")
-        headers: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                raise _Refusal(400, "invalid header line")
-            headers.append((name.lower(), value.strip(b" \t")))
-        key = _check_upgrade(headers)
-        self._handshake = base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest())
-
-        raw_path, _, query_string = parts[1].partition(b"?")
+        target, headers = parse_upgrade(head)
+        self._handshake = accept_key(headers)
+        raw_path, _, query_string = target.partition(b"?")
         root_path: str = self._config.root_path
         subprotocols = [
             token.strip()
@@ -393,8 +365,8 @@ class RawWebSocketProtocol(asyncio.Protocol):
             "asgi": {"version": self._config.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
             "scheme": "wss" if transport.get_extra_info("sslcontext") else "ws",
-            "server": _local_address(transport.get_extra_info("sockname")),
-            "client": _remote_address(transport.get_extra_info("peername")),
+            "server": local_address(transport.get_extra_info("sockname")),
+            "client": remote_address(transport.get_extra_info("peername")),
             "root_path": root_path,
             "path": root_path + unquote(raw_path.decode("latin-1")),
             "raw_path": root_path.encode("ascii") + raw_path,
@@ -409,7 +381,7 @@ class RawWebSocketProtocol(asyncio.Protocol):
         """An HTTP answer instead of the upgrade, then the end."""
         if self._state >= _OPEN:
             return
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _phrase(status).encode())]
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase(status).encode())]
         lines += [name + b": " + value + b"\r\n" for name, value in self._default_headers()]
         lines += [line + b"\r\n" for line in headers]
         lines.append(
@@ -553,7 +525,7 @@ class RawWebSocketProtocol(asyncio.Protocol):
             b"content-length": b"%d" % len(body),
             b"content-type": b"text/plain; charset=utf-8",
         }
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _phrase(status).encode())]
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase(status).encode())]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         lines += [
             name + b": " + value + b"\r\n" for name, value in defaults.items() if name not in names
@@ -606,52 +578,3 @@ class RawWebSocketProtocol(asyncio.Protocol):
         else:
             self._drained.append(wake)
         await drained
-
-
-def _check_upgrade(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The request's Sec-WebSocket-Key, or the refusal of a request that is no upgrade."""
-    connection: list[bytes] = []
-    upgrade: list[bytes] = []
-    keys: list[bytes] = []
-    versions: list[bytes] = []
-    for name, value in headers:
-        if name == b"connection":
-            connection += [token.strip().lower() for token in value.split(b",")]
-        elif name == b"upgrade":
-            upgrade += [token.strip().lower() for token in value.split(b",")]
-        elif name == b"sec-websocket-key":
-            keys.append(value)
-        elif name == b"sec-websocket-version":
-            versions.append(value)
-    if b"upgrade" not in connection or b"websocket" not in upgrade:
-        raise _Refusal(426, "a WebSocket upgrade was expected", [b"upgrade: websocket"])
-    if versions != [b"13"]:
-        raise _Refusal(426, "unsupported WebSocket version", [b"sec-websocket-version: 13"])
-    if len(keys) != 1:
-        raise _Refusal(400, "missing or repeated Sec-WebSocket-Key")
-    try:
-        valid = len(base64.b64decode(keys[0], validate=True)) == 16
-    except binascii.Error:
-        valid = False
-    if not valid:
-        raise _Refusal(400, "invalid Sec-WebSocket-Key")
-    return keys[0]
-
-
-def _remote_address(info: Any) -> tuple[str, int] | None:
-    if isinstance(info, (list, tuple)) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    return None
-
-
-def _local_address(info: Any) -> tuple[str, int | None] | None:
-    if isinstance(info, str):
-        return (info, None)  # a Unix socket
-    return _remote_address(info)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
