@@ -98,10 +98,10 @@ async def test_a_stalled_server_is_broker_unavailable_and_the_next_call_works(
     with pytest.raises(BrokerUnavailable):
         await stalled
     assert 0.4 < time.monotonic() - began < 1.0  # redis_timeout_ms, 500 ms
-    # Behind it, a call is answered within its own deadline, not a second timeout.
-    with pytest.raises(BrokerUnavailable):
-        await behind
-    assert time.monotonic() - began < 1.0
+    # Behind it, a call waits for that batch, then has its own timeout from its write:
+    # a read, which the pause lets through, is answered, within two timeouts.
+    assert await behind == "v"
+    assert time.monotonic() - began < 1.5
     redis_server.command("CLIENT", "UNPAUSE")
     assert await calls.command("SET", "k", "x") == "OK"
     assert await calls.command("GET", "k") == "x"

@@ -23,9 +23,13 @@ in it with BrokerUnavailable, as each command would have failed alone. Nothing g
 through here whose outcome must be told apart from "not written" (the sequenced
 writes are the publish coalescer's, which does so).
 
-Deadlines: a command is answered within the client's timeout (redis_timeout_ms) of
-being queued, whatever was queued before it: a batch is sent with the deadline of its
-oldest command, the first queued.
+Deadlines: Redis has the client's timeout (redis_timeout_ms) to answer a batch from
+the moment it is written, and a command waits for at most the one batch ahead of it
+(everything queued meanwhile goes in the next): so a command is answered, or fails
+with BrokerUnavailable, within twice the timeout of being queued. Not within one: a
+burst of 2,000 connects with their joins queues more work than one second of a busy
+event loop reads back, and its joins were refused "Redis did not answer in time"
+by a Redis that was answering (832 of 2,000 in `make bench`'s burst; issue 12).
 
 Redis Cluster: no batching. redis-py's cluster client routes each command to the
 slot's owner and follows MOVED and ASK itself; a batch would have to be split per
@@ -192,7 +196,9 @@ class CallBatcher:
             self._writer = None
 
     async def _send(self, batch: list[_Request]) -> None:
-        deadline = batch[0].deadline  # the oldest
+        # The oldest command's deadline, or the timeout from now if that is later: the
+        # time Redis has to answer counts from the write (see the module docstring).
+        deadline = max(batch[0].deadline, asyncio.get_running_loop().time() + self._timeout)
         pool = self._redis.connection_pool
         try:
             replies = await call(
