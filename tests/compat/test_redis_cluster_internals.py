@@ -22,7 +22,7 @@ from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.exceptions import AuthenticationError, ResponseError
 
 from roomcast.brokers.redis_internals import GET_CONNECTION_ARGS, send_pipeline
-from roomcast.brokers.redis_sharded import NodePool, owner
+from roomcast.brokers.redis_sharded import NodePool, give_back, owner
 from tests.compat.harness import broken
 from tests.support.redis_cluster import RedisCluster as ClusterProcesses
 from tests.support.redis_cluster import redis_cluster
@@ -93,13 +93,13 @@ async def test_r7_3_a_node_lends_a_connection_until_released(
     first = node.acquire_connection()
     second = node.acquire_connection()
     assert first is not second, broken("R7", "acquire_connection lent one connection twice")
-    node.release(second)
-    node.release(first)
+    give_back(node, second)
+    give_back(node, first)
     again = node.acquire_connection()
-    assert again in (first, second), broken("R7", "release() did not return the connection")
+    assert again in (first, second), broken("R7", "give_back did not return the connection")
     commands = [("SET", key, "v1"), ("INCR", key), ("GET", key)]
     payload = b"".join(again.pack_commands(commands))
-    node.release(again)
+    give_back(node, again)
 
     # NodePool is how the broker pipelines a shard's calls: replies in order, the
     # error reply in its place, on a connection that stays usable.

@@ -43,11 +43,12 @@ R6. A Sentinel pool (`SentinelConnectionPool`) keeps its connections to a demote
 R7. Redis Cluster (brokers/redis_sharded.py, which reaches these directly): a
     `RedisCluster`'s `nodes_manager.get_node_from_slot(client.keyslot(key))` names
     the primary serving a key, `nodes_manager.initialize()` re-reads the slot map,
-    and a `ClusterNode` lends a connection with `acquire_connection()` / `release()`
-    and carries the `connection_kwargs` and `connection_class` (TLS, password) that
-    reach it. Breaks: sharded subscriptions on the wrong node, or none after a
-    failover or a slot migration; the cluster fault tests
-    (tests/cluster/test_redis_cluster_failover.py) show it.
+    and a `ClusterNode` lends a connection with `acquire_connection()` and takes it
+    back with `release()` (redis-py 8) or onto its `_free` queue (older: no `release`;
+    `redis_sharded.give_back`), and carries the `connection_kwargs` and
+    `connection_class` (TLS, password) that reach it. Breaks: sharded subscriptions
+    on the wrong node, or none after a failover or a slot migration; the cluster
+    fault tests (tests/cluster/test_redis_cluster_failover.py) show it.
 """
 
 from __future__ import annotations

@@ -78,12 +78,23 @@ class NodePool:
             await connection.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await connection.disconnect()
-            self.node.release(connection)
+            give_back(self.node, connection)
             raise
         return connection
 
     async def release(self, connection: Any) -> None:
-        self.node.release(connection)
+        give_back(self.node, connection)
+
+
+def give_back(node: ClusterNode, connection: Any) -> None:
+    """Return a connection `acquire_connection` lent (R7): `ClusterNode.release` where
+    redis-py has it (8.x), else back onto the node's free queue, which is all that
+    release does there (6.x, 7.x before it had the method)."""
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(connection)
+    else:
+        node._free.append(connection)
 
 
 class _ShardLost(RedisConnectionError):
