@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..engine.contract import frame_of
 from .internals import WIRE_EXTENSION, WireProtocol
 
 __all__ = ["WIRE_EXTENSION", "Wire", "WireProtocol", "text_frame", "wire_of"]
-
-_OPCODE_TEXT_FIN = 0x81
 
 
 class Wire(Protocol):
@@ -41,16 +40,8 @@ class Wire(Protocol):
 
 
 def text_frame(payload: str) -> bytes:
-    """One unfragmented, unmasked text frame carrying `payload`."""
-    data = payload.encode()
-    size = len(data)
-    if size < 126:
-        header = bytes((_OPCODE_TEXT_FIN, size))
-    elif size < 1 << 16:
-        header = bytes((_OPCODE_TEXT_FIN, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((_OPCODE_TEXT_FIN, 127)) + size.to_bytes(8, "big")
-    return header + data
+    """One unfragmented, unmasked text frame carrying `payload` (the engine's framing)."""
+    return frame_of(payload).wire
 
 
 def wire_of(scope: dict[str, Any] | None) -> Wire | None:
