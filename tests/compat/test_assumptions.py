@@ -601,6 +601,24 @@ async def test_r6_a_sentinel_pool_lets_go_of_the_master_it_knew(
     assert direct_ping, broken("R6", "connection_kwargs did not reach the master directly")
 
 
+async def test_redis_py_parses_replies_with_hiredis(redis_server: RedisServer) -> None:
+    """hiredis is a dependency for its speed only: redis-py falls back to its Python
+    parser, silently, when the installed hiredis is one it does not support."""
+    import redis.utils
+    from redis._parsers import _AsyncHiredisParser
+
+    assert redis.utils.HIREDIS_AVAILABLE, "redis-py does not use the installed hiredis"
+    client = redis_server.client()
+    try:
+        connection = await client.connection_pool.get_connection()
+        try:
+            assert isinstance(connection._parser, _AsyncHiredisParser)
+        finally:
+            await client.connection_pool.release(connection)
+    finally:
+        await disconnect(client)
+
+
 # -- failing loudly ------------------------------------------------------------------------
 
 
