@@ -61,6 +61,13 @@ _CloseRequest = tuple[str, str, JSON | None]  # sid, reason, the status to send 
 JUNK_BURST = 50
 JUNK_PER_SECOND = 1.0
 
+#: Connects being admitted at once (token, presence, the user's room); the others wait
+#: their turn, first come first served. A reconnect storm all let in together would
+#: keep the event loop busy for longer than the Redis timeout, and every connect's
+#: Redis reply would be read too late (refused "Redis did not answer in time"); in
+#: turns, each has the whole timeout. 64 keeps the Redis batches large.
+CONNECTS_IN_FLIGHT = 64
+
 
 @dataclass(slots=True)
 class _JunkRecord:
@@ -110,6 +117,7 @@ class SocketGateway:
             else None
         )
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._admission = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
         self._junk: dict[str, _JunkRecord] = {}  # sid -> its junk, once it sent some
         # Server-side disconnects requested from synchronous code (fan-out, timers);
         # drained by one task the application owns. A request that finds the queue
@@ -132,7 +140,8 @@ class SocketGateway:
 
     async def connect(self, sid: str, handshake: Handshake) -> None:
         try:
-            conn = await self._admit_connection(sid, handshake)
+            async with self._admission:
+                conn = await self._admit_connection(sid, handshake)
         except RoomcastError as exc:
             self._refusals.count(exc)
             self._log.info("connection.refused", sid=sid, code=exc.code)
