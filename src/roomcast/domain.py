@@ -6,7 +6,8 @@ service to transport) and must not be mutated by whoever receives them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -66,6 +67,10 @@ class Publication:
     data: JSON
     actor: JSON | None = None
     client_event_id: str | None = None
+    #: The envelope's JSON text, when it was read as text (from Redis): it is the
+    #: envelope's wire form already, so a broadcast can frame it without encoding
+    #: the envelope again. Not part of the event's identity.
+    wire: str | None = field(default=None, compare=False, repr=False)
 
     def envelope(self) -> JSON:
         return {
@@ -81,7 +86,7 @@ class Publication:
         }
 
     @classmethod
-    def from_envelope(cls, env: JSON) -> Publication:
+    def from_envelope(cls, env: JSON, wire: str | None = None) -> Publication:
         return cls(
             id=env["id"],
             type=env["type"],
@@ -92,7 +97,13 @@ class Publication:
             data=env["data"],
             actor=env.get("actor"),
             client_event_id=env.get("client_event_id"),
+            wire=wire,
         )
+
+    @classmethod
+    def from_wire(cls, text: str) -> Publication:
+        """The publication of an envelope's JSON text (`envelope()` as JSON), text kept."""
+        return cls.from_envelope(json.loads(text), wire=text)
 
     @property
     def position(self) -> StreamPosition:

@@ -97,9 +97,7 @@ async def test_a_storm_longer_than_the_redis_timeout_waits_instead_of_being_refu
     async with RoomcastProcess(env) as proc:
         started = time.monotonic()
         async with asyncio.timeout(DEADLINE_S):
-            outcomes = await asyncio.gather(
-                *(_connect_and_join(proc, n) for n in range(CLIENTS))
-            )
+            outcomes = await asyncio.gather(*(_connect_and_join(proc, n) for n in range(CLIENTS)))
         took = time.monotonic() - started
         clients = [client for _, client in outcomes if client is not None]
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ class RecordingOutlet:
 
     def __init__(self) -> None:
         self.encoded: list[Packet] = []
+        self.from_text = 0  # packets encoded from an envelope's text (encode_json)
         self.queues: dict[str, list[Packet]] = {}
         self.capacity: dict[str, int] = {}
         self.waiting: dict[str, list[Callable[[], None]]] = {}  # sid -> drain callbacks
@@ -37,6 +39,10 @@ class RecordingOutlet:
         packet = Packet(len(self.encoded), event, payload)
         self.encoded.append(packet)
         return packet
+
+    def encode_json(self, event: str, payload_json: str) -> Any:
+        self.from_text += 1
+        return self.encode(event, json.loads(payload_json))
 
     def push(self, sid: str, packet: Any, *, force: bool = False) -> bool:
         queue = self.queues.setdefault(sid, [])
@@ -129,6 +135,17 @@ def test_encoded_once_for_every_member(h: Harness) -> None:
     assert packet.payload == publication.envelope()
     assert all(h.outlet.queues[f"s{i}"] == [packet] for i in range(50))
     assert h.delivered == [("annotation_update", 50)]
+
+
+def test_an_envelope_read_as_text_is_framed_from_its_text(h: Harness) -> None:
+    for i in range(3):
+        h.fanout.add(ROOM, f"s{i}", catching_up=False)
+    stored = pub(1)
+    publication = Publication.from_wire(json.dumps(stored.envelope()))
+    h.fanout.on_publication(publication)
+    assert h.outlet.from_text == 1
+    assert [p.payload for p in h.outlet.encoded] == [stored.envelope()]
+    assert all(len(h.outlet.queues[f"s{i}"]) == 1 for i in range(3))
 
 
 def test_other_rooms_get_nothing(h: Harness) -> None:

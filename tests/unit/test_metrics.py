@@ -30,6 +30,9 @@ class NullOutlet:
     def encode(self, event: str, payload: JSON) -> Any:
         return payload
 
+    def encode_json(self, event: str, payload_json: str) -> Any:
+        return payload_json
+
     def push(self, sid: str, packet: Any, *, force: bool = False) -> bool:
         return True
 

@@ -351,7 +351,7 @@ class RedisBroker:
         args = [*self._prelude(), since_seq, limit]
         result = await self._calls.script(self._history, self._room_keys(room), args)
         epoch, head, oldest = result[0], int(result[1]), int(result[2])
-        events = tuple(Publication.from_envelope(json.loads(e)) for e in result[3:])
+        events = tuple(Publication.from_wire(e) for e in result[3:])
         if since_seq >= head:
             return HistoryPage(epoch, head, (), complete=True)
         return HistoryPage(epoch, head, events, complete=history_reaches(since_seq, oldest))
@@ -396,17 +396,17 @@ class RedisBroker:
             pipe.zadd(self.keys.lease_expiry, {f"{room} {annotation_id}": lease.expires_at})
             pipe.expire(self.keys.lease_expiry, self._ttl)
             await self._call(pipe.execute())
-        publication = Publication.from_envelope(json.loads(result[2]))
+        publication = Publication.from_wire(result[2])
         return LockOutcome(lease, publication)
 
     async def unlock(self, room: str, annotation_id: str, user_id: str) -> Publication | None:
         result = await self._lease_call(room, "unlock", annotation_id, None, user_id, 0)
-        released = [Publication.from_envelope(json.loads(e)) for e in result[1:]]
+        released = [Publication.from_wire(e) for e in result[1:]]
         return released[0] if released else None
 
     async def release_holder(self, room: str, user_id: str) -> list[Publication]:
         result = await self._lease_call(room, "release_holder", "", None, user_id, 0)
-        return [Publication.from_envelope(json.loads(e)) for e in result[1:]]
+        return [Publication.from_wire(e) for e in result[1:]]
 
     async def expire_leases(self) -> list[Publication]:
         now = int(time.time() * 1000)
@@ -416,7 +416,7 @@ class RedisBroker:
         released: list[Publication] = []
         for room in {member.split(" ", 1)[0] for member in due}:
             result = await self._lease_call(room, "expire", "", None, "", 0)
-            released.extend(Publication.from_envelope(json.loads(e)) for e in result[1:])
+            released.extend(Publication.from_wire(e) for e in result[1:])
         if due:
             await self._call(self._redis.zrem(self.keys.lease_expiry, *due))
         return released
@@ -607,10 +607,10 @@ class RedisBroker:
         if room is None or room not in self._rooms:
             return
         if data[0] == "p":
-            await self._deliver_in_order(Publication.from_envelope(json.loads(data[1:])))
+            await self._deliver_in_order(Publication.from_wire(data[1:]))
         elif data[0] == "b":  # several publications of one script call, in seq order
             for envelope in data[1:].split("\n"):
-                await self._deliver_in_order(Publication.from_envelope(json.loads(envelope)))
+                await self._deliver_in_order(Publication.from_wire(envelope))
         elif data[0] == "t":
             transient = json.loads(data[1:])
             self._sink.on_transient(room, transient["event"], transient["data"])

@@ -92,7 +92,7 @@ class RoomCall:
                 seq += 1
                 results.append(PublishOutcome(publication))
             elif outcome == "1":
-                publication = Publication.from_envelope(json.loads(next(extras)))
+                publication = Publication.from_wire(next(extras))
                 results.append(PublishOutcome(publication, duplicate=True))
             else:
                 code, details = next(extras), next(extras)

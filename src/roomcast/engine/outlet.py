@@ -17,7 +17,7 @@ from typing import Any
 
 from .contract import Frame, frame_of
 from .session import CLOSED, WEBSOCKET, Flusher, Session
-from .sio_codec import encode_event
+from .sio_codec import encode_event, encode_event_json
 
 
 class NativeOutlet:
@@ -43,6 +43,9 @@ class NativeOutlet:
 
     def encode(self, event: str, payload: Any) -> Frame:
         return frame_of("4" + encode_event(event, payload))
+
+    def encode_json(self, event: str, payload_json: str) -> Frame:
+        return frame_of("4" + encode_event_json(event, payload_json))
 
     def push(self, sid: str, packet: Frame, *, force: bool = False) -> bool:
         session = self._sessions.get(sid)

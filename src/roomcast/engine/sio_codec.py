@@ -75,6 +75,11 @@ def encode_event(event: str, payload: Any) -> str:
     return "2" + _dumps([event, payload])
 
 
+def encode_event_json(event: str, payload_json: str) -> str:
+    """`encode_event` of a payload given as JSON text (one JSON value, no binary)."""
+    return "2[" + _dumps(event) + "," + payload_json + "]"
+
+
 def encode(packet: SioPacket) -> list[str | bytes]:
     """The packet's messages: its text, then one binary message per attachment."""
     data = packet.data

@@ -58,6 +58,10 @@ class Outlet(Protocol):
     def encode(self, event: str, payload: JSON) -> Any:
         """Encode once an event that may then be pushed to any number of sockets."""
 
+    def encode_json(self, event: str, payload_json: str) -> Any:
+        """`encode`, of a payload that is JSON text already (a stored envelope): the
+        same packet as `encode(event, json.loads(payload_json))`, without the decode."""
+
     def push(self, sid: str, packet: Any, *, force: bool = False) -> bool:
         """Queue a packet for one socket; False when its queue is full (unless forced)."""
 
@@ -206,7 +210,7 @@ class LocalHub:
         waits for the backlog to drain (REPLAY_DRAIN_SECONDS at most), and a member
         that does not drain is closed as `slow_consumer` like a live one.
         """
-        packet = self._outlet.encode(publication.type, publication.envelope())
+        packet = self._packet(publication)
         if self._outlet.push(sid, packet):
             return True
         if self._drain_signal is None:
@@ -289,8 +293,7 @@ class LocalHub:
         local = self._rooms.get(publication.room)
         if local is None:
             return
-        envelope = publication.envelope()
-        packet = self._outlet.encode(publication.type, envelope)
+        packet = self._packet(publication)
         skippable = publication.type in self._skippable
         push = self._outlet.push
         delivered = 0
@@ -298,7 +301,7 @@ class LocalHub:
             if membership.buffer is not None:
                 membership.buffer.append(publication)
             elif membership.skipped:
-                delivered += self._deliver_after_skip(membership, publication, envelope, skippable)
+                delivered += self._deliver_after_skip(membership, publication, skippable)
             elif push(membership.sid, packet):
                 delivered += 1
             elif skippable:
@@ -310,17 +313,23 @@ class LocalHub:
             # ts is the sequencing instance's clock, in ms: clamp what skew makes negative.
             self._observe_lag(max(0.0, self._clock() - publication.ts / 1000))
 
+    def _packet(self, publication: Publication) -> Any:
+        """The publication's packet, framed from its stored text when it has it."""
+        if publication.wire is not None:
+            return self._outlet.encode_json(publication.type, publication.wire)
+        return self._outlet.encode(publication.type, publication.envelope())
+
     def _deliver_after_skip(
-        self, membership: Membership, publication: Publication, envelope: JSON, skippable: bool
+        self, membership: Membership, publication: Publication, skippable: bool
     ) -> int:
         if skippable:
-            marked = {**envelope, "skipped": membership.skipped}
+            marked = {**publication.envelope(), "skipped": membership.skipped}
             if self._outlet.push(membership.sid, self._outlet.encode(publication.type, marked)):
                 membership.skipped = 0
                 return 1
             self._skip(publication.room, membership, publication.seq)
             return 0
-        if self._outlet.push(membership.sid, self._outlet.encode(publication.type, envelope)):
+        if self._outlet.push(membership.sid, self._packet(publication)):
             return 1
         self._on_slow_consumer(membership.sid)
         return 0

@@ -156,6 +156,7 @@ from socketio import packet as sio_packet
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..dependency import require
+from ..engine.sio_codec import encode_event_json as sio_event_json
 from .packets import EngineIOJunk
 
 if TYPE_CHECKING:
@@ -584,6 +585,14 @@ def engine_binding(sio: Any, sid: str, environ: dict[str, Any]) -> tuple[str, Wi
 def encode_event(event: str, payload: Any) -> tuple[Any, str]:
     """An event's Engine.IO packet (for the queue path) and its text (for the frame)."""
     text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()  # S4
+    packet = eio_packet.Packet(eio_packet.MESSAGE, data=text)
+    return packet, packet.encode()  # E6
+
+
+def encode_event_json(event: str, payload_json: str) -> tuple[Any, str]:
+    """`encode_event` of a payload that is JSON text already: the text S4 gives for
+    `[event, json.loads(payload_json)]`, without decoding the payload."""
+    text = sio_event_json(event, payload_json)
     packet = eio_packet.Packet(eio_packet.MESSAGE, data=text)
     return packet, packet.encode()  # E6
 

@@ -28,7 +28,7 @@ from typing import Any
 import socketio
 
 from ..domain import JSON
-from .internals import attach_wire, encode_event
+from .internals import attach_wire, encode_event, encode_event_json
 from .wire import Wire, text_frame
 
 
@@ -64,6 +64,10 @@ class EngineIOOutlet:
 
     def encode(self, event: str, payload: JSON) -> EncodedEvent:
         packet, text = encode_event(event, payload)
+        return EncodedEvent(packet, text_frame(text))
+
+    def encode_json(self, event: str, payload_json: str) -> EncodedEvent:
+        packet, text = encode_event_json(event, payload_json)
         return EncodedEvent(packet, text_frame(text))
 
     def push(self, sid: str, event: EncodedEvent, *, force: bool = False) -> bool:

@@ -25,6 +25,9 @@ class SocketOutlet(Protocol):
     def encode(self, event: str, payload: JSON, /) -> Any:
         """One event, encoded once for any number of recipients."""
 
+    def encode_json(self, event: str, payload_json: str, /) -> Any:
+        """`encode`, of a payload that is JSON text already."""
+
     def push(self, sid: str, packet: Any, /, *, force: bool = False) -> bool:
         """Queue an encoded event; False when the socket is a slow consumer."""
 
