@@ -207,6 +207,47 @@ async def test_heartbeat_closes_a_client_that_stops_answering() -> None:
         assert len(served.engine.heartbeat) == 0 and not served.engine.heartbeat.running
 
 
+async def test_a_session_that_never_sends_connect_is_closed_after_the_connect_timeout() -> None:
+    """Engine.IO alone, answering every ping, holds no place for ever (Node closes such a
+    client at its connectTimeout, 45 s): closed at the first ping past the timeout."""
+    async with serving(
+        "uvicorn", ping_interval=0.2, ping_timeout=0.3, connect_timeout=0.5
+    ) as served:
+        url = served.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url, compression=None) as ws:
+            assert str(await ws.recv()).startswith('0{"sid":')
+            pings = 0
+            async with asyncio.timeout(5):
+                async for message in ws:
+                    if message == "2":
+                        pings += 1
+                        await ws.send("3")
+                    else:
+                        assert message == "1"  # the close packet, then the close
+        assert pings == 2  # at 0.2 and 0.4 s; the third, at 0.6 s, closes it
+        await wait_for(lambda: not served.engine.sessions, "the session table empties")
+        assert served.handler.disconnects == []  # never admitted: no disconnect to tell
+
+
+async def test_a_connected_session_is_not_closed_by_the_connect_timeout() -> None:
+    async with serving(
+        "uvicorn", ping_interval=0.2, ping_timeout=0.3, connect_timeout=0.3
+    ) as served:
+        url = served.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url, compression=None) as ws:
+            assert str(await ws.recv()).startswith('0{"sid":')
+            await ws.send('40{"token":"ok"}')
+            pings = 0
+            async with asyncio.timeout(5):
+                async for message in ws:
+                    if message == "2":
+                        pings += 1
+                        await ws.send("3")
+                        if pings == 5:
+                            break
+            assert served.engine.sessions  # still open after five pings (1 s)
+
+
 def ws_url(served: EngineUnderTest, query: str = "") -> str:
     base = served.url.replace("http://", "ws://")
     return f"{base}/socket.io/?EIO=4&transport=websocket{query}"

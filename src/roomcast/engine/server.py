@@ -13,6 +13,10 @@ its own task in arrival order (its ack `43<id>[value]` on the session's ordered 
 and every admitted connection ends with exactly one `handler.disconnect`. Junk, at the
 Engine.IO or the Socket.IO level, reaches the handler as the event JUNK_EVENT.
 
+A session that sends no CONNECT is closed at the first ping `connect_timeout` (45 s,
+as Node's socket.io) or more after its handshake: an Engine.IO session answering
+pings would otherwise hold its place in the table for ever.
+
 A closed session refuses everything: it leaves the session table, the outlet and the
 heartbeat wheel at once (a long-polling one stays only until a GET took its last
 packets, at most one heartbeat period).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Mapping
@@ -107,6 +112,7 @@ class EngineServer:
         *,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
+        connect_timeout: float = 45.0,
         max_payload: int = 1_000_000,
         cors_allowed_origins: str | list[str] | None = None,
         send_queue_limit: int = 1000,
@@ -114,6 +120,8 @@ class EngineServer:
     ) -> None:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        # The ping at which a session still without CONNECT is closed.
+        self._connect_pings = max(1, math.ceil(connect_timeout / ping_interval))
         self.max_payload = max_payload
         self.max_message_bytes = max_payload
         self.cors_allowed_origins = cors_allowed_origins
@@ -315,6 +323,11 @@ class EngineServer:
         # UPGRADE outside an upgrade: nothing to do.
 
     def _ping(self, session: Session) -> None:
+        if session.sio_state == SIO_NONE:
+            session.unconnected_pings += 1
+            if session.unconnected_pings >= self._connect_pings:
+                self._close_soon(session, "connect_timeout", notify=True)
+                return
         session.send("2")
 
     def _expire(self, session: Session) -> None:

@@ -90,6 +90,7 @@ class Session:
         "sid",
         "sio_state",
         "state",
+        "unconnected_pings",
     )
 
     def __init__(
@@ -116,6 +117,7 @@ class Session:
         self.hb_key: int | None = None  # the heartbeat wheel's bucket holding it
         self.hb_ping_key = 0  # the tick of the last ping
         self.hb_waiting = False  # a ping went out and no pong came yet
+        self.unconnected_pings = 0  # pings due while no Socket.IO CONNECT had come
         self.inflight = 0  # event handlers of this session running now
         self.pending: deque[Any] | None = None  # events waiting for one to finish
 
