@@ -8,26 +8,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-
 from roomcast.engine.app import EngineASGIApp
 from roomcast.engine.contract import ConnectRefused, Handshake
 from roomcast.engine.junk import JUNK_EVENT, Junk
 from roomcast.engine.server import EngineServer
-from tests.support.server import free_socket
-
-try:
-    from roomcast.engine.websocket import RawWebSocketProtocol
-
-    RAW: Any = RawWebSocketProtocol
-except ImportError:  # pragma: no cover - E1's protocol not there yet
-    RAW = None
+from roomcast.engine.websocket import RawWebSocketProtocol
+from tests.support.server import uvicorn_serving
 
 #: The WebSocket protocols the engine is served under: roomcast's raw carrier, and
 #: uvicorn's default (the engine's ASGI carrier).
-WS_PROTOCOLS: dict[str, Any] = {"uvicorn": "auto"}
-if RAW is not None:
-    WS_PROTOCOLS["raw"] = RAW
+WS_PROTOCOLS: dict[str, Any] = {"uvicorn": "auto", "raw": RawWebSocketProtocol}
 
 
 @dataclass
@@ -106,27 +96,13 @@ async def serving(ws: str = "uvicorn", **engine_kwargs: Any) -> AsyncIterator[En
     handler = EchoHandler(engine=engine)
     engine.serve(handler)
     app = EngineASGIApp(engine, None)
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-        timeout_graceful_shutdown=3,
-        ws=WS_PROTOCOLS[ws],
-        ws_max_size=engine.max_message_bytes,
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield EngineUnderTest(f"http://127.0.0.1:{port}", engine, handler, ws)
-    finally:
-        await engine.aclose()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    async with uvicorn_serving(
+        app, lifespan="off", ws=WS_PROTOCOLS[ws], ws_max_size=engine.max_message_bytes
+    ) as url:
+        try:
+            yield EngineUnderTest(url, engine, handler, ws)
+        finally:
+            await engine.aclose()
 
 
 async def next_of(queue: asyncio.Queue[Any], timeout: float = 5.0) -> Any:

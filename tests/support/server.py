@@ -32,6 +32,7 @@ __all__ = [
     "free_socket",
     "running_server",
     "test_settings",
+    "uvicorn_serving",
 ]
 
 
@@ -138,22 +139,36 @@ async def running_server(
     """The application on a free port, under `ws` (a key of WS_PROTOCOLS)."""
     settings = settings or test_settings()
     app = create_app(settings, **create_kwargs)
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    async with uvicorn_serving(
         app,
-        log_level="warning",
-        lifespan="on",
-        access_log=False,
-        timeout_graceful_shutdown=3,
         ws=WS_PROTOCOLS[ws](settings),
         **protocol_limits(app.roomcast),  # what `roomcast serve` runs: 431 for huge heads
+    ) as url:
+        yield RunningServer(url, app.roomcast, settings, ws)
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any, *, lifespan: str = "on", **config: Any) -> AsyncIterator[str]:
+    """`app` under a real uvicorn in this loop, on a free loopback port; its base URL.
+
+    The server stops when the block ends (3 s of graceful shutdown at most).
+    """
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan=lifespan,
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            **config,
+        )
     )
-    server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", app.roomcast, settings, ws)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
