@@ -401,6 +401,19 @@ describe("RoomcastClient against a roomcast server", () => {
     };
     const all = Promise.all([0, 1, 2, 3].map(publisher));
     await kicked.promise;
+    // One publish's ack is lost on its way (the client drops it), so that publish is
+    // still in flight when the server drops the connection, however fast the server
+    // answers the others: the client must send it again, with its clientEventId.
+    const socket = c._socket;
+    const onack = socket.onack;
+    const lost = deferred(10000, "an ack to lose");
+    let dropped = false;
+    socket.onack = function (packet) {
+      if (dropped) return onack.call(this, packet);
+      dropped = true;
+      lost.resolve();
+    };
+    await lost.promise;
     const reconnected = phases.until((list) => list.includes("back"), 15000, "the reconnect");
     await disconnectUser(server.url, user);
     await reconnected;
