@@ -62,8 +62,10 @@ U10. `uvicorn.protocols.http.httptools_impl.HttpToolsProtocol` parses with httpt
     `data_received` by `handle_websocket_upgrade`), then `on_body` and
     `on_message_complete`. `HeadLimitedHttpToolsProtocol` counts a request head
     there and answers 431 past `MAX_HEAD_BYTES` (httptools itself has no limit).
-    Breaks: oversized heads reach the application again (finding 8). Checked (the
-    class and its callbacks exist).
+    After `handle_websocket_upgrade` the protocol is not called again, so it drops
+    its `parser` (uvicorn does so only in `connection_lost`, which it then never
+    gets). Breaks: oversized heads reach the application again (finding 8), or each
+    upgrade leaves cyclic garbage. Checked (the class and its callbacks exist).
 
 python-engineio (a socket's queue and its writer task)
 
@@ -424,6 +426,11 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         if not self._refused:
             super().handle_websocket_upgrade()
+            # The connection is the WebSocket protocol's now, and this one hears no
+            # more of it, not even connection_lost, where uvicorn would drop its
+            # parser: drop it here, or protocol and parser (which holds the
+            # protocol's callbacks) are left as a cycle for the collector (U10).
+            self.parser = None  # type: ignore[assignment]
 
     def _refuse(self) -> None:
         self._refused = True
