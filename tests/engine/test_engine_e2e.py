@@ -213,8 +213,7 @@ async def test_a_session_that_never_sends_connect_is_closed_after_the_connect_ti
     async with serving(
         "uvicorn", ping_interval=0.2, ping_timeout=0.3, connect_timeout=0.5
     ) as served:
-        url = served.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        async with connect(url, compression=None) as ws:
+        async with connect(ws_url(served), compression=None) as ws:
             assert str(await ws.recv()).startswith('0{"sid":')
             pings = 0
             async with asyncio.timeout(5):
@@ -230,22 +229,21 @@ async def test_a_session_that_never_sends_connect_is_closed_after_the_connect_ti
 
 
 async def test_a_connected_session_is_not_closed_by_the_connect_timeout() -> None:
-    async with serving(
-        "uvicorn", ping_interval=0.2, ping_timeout=0.3, connect_timeout=0.3
-    ) as served:
-        url = served.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        async with connect(url, compression=None) as ws:
-            assert str(await ws.recv()).startswith('0{"sid":')
-            await ws.send('40{"token":"ok"}')
-            pings = 0
-            async with asyncio.timeout(5):
-                async for message in ws:
-                    if message == "2":
-                        pings += 1
-                        await ws.send("3")
-                        if pings == 5:
-                            break
-            assert served.engine.sessions  # still open after five pings (1 s)
+    async with (
+        serving("uvicorn", ping_interval=0.2, ping_timeout=0.3, connect_timeout=0.3) as served,
+        connect(ws_url(served), compression=None) as ws,
+    ):
+        assert str(await ws.recv()).startswith('0{"sid":')
+        await ws.send('40{"token":"ok"}')
+        pings = 0
+        async with asyncio.timeout(5):
+            async for message in ws:
+                if message == "2":
+                    pings += 1
+                    await ws.send("3")
+                    if pings == 5:
+                        break
+        assert served.engine.sessions  # still open after five pings (1 s)
 
 
 def ws_url(served: EngineUnderTest, query: str = "") -> str:

@@ -301,7 +301,7 @@ class LocalHub:
             if membership.buffer is not None:
                 membership.buffer.append(publication)
             elif membership.skipped:
-                delivered += self._deliver_after_skip(membership, publication, skippable)
+                delivered += self._deliver_after_skip(membership, publication, packet, skippable)
             elif push(membership.sid, packet):
                 delivered += 1
             elif skippable:
@@ -320,7 +320,7 @@ class LocalHub:
         return self._outlet.encode(publication.type, publication.envelope())
 
     def _deliver_after_skip(
-        self, membership: Membership, publication: Publication, skippable: bool
+        self, membership: Membership, publication: Publication, packet: Any, skippable: bool
     ) -> int:
         if skippable:
             marked = {**publication.envelope(), "skipped": membership.skipped}
@@ -329,7 +329,7 @@ class LocalHub:
                 return 1
             self._skip(publication.room, membership, publication.seq)
             return 0
-        if self._outlet.push(membership.sid, self._packet(publication)):
+        if self._outlet.push(membership.sid, packet):
             return 1
         self._on_slow_consumer(membership.sid)
         return 0

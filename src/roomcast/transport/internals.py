@@ -591,15 +591,17 @@ def engine_binding(sio: Any, sid: str, environ: dict[str, Any]) -> tuple[str, Wi
 
 def encode_event(event: str, payload: Any) -> tuple[Any, str]:
     """An event's Engine.IO packet (for the queue path) and its text (for the frame)."""
-    text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()  # S4
-    packet = eio_packet.Packet(eio_packet.MESSAGE, data=text)
-    return packet, packet.encode()  # E6
+    return _message(sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode())  # S4
 
 
 def encode_event_json(event: str, payload_json: str) -> tuple[Any, str]:
     """`encode_event` of a payload that is JSON text already: the text S4 gives for
     `[event, json.loads(payload_json)]`, without decoding the payload."""
-    text = sio_event_json(event, payload_json)
+    return _message(sio_event_json(event, payload_json))
+
+
+def _message(text: str) -> tuple[Any, str]:
+    """A Socket.IO packet's text as an Engine.IO message packet, and its encoding."""
     packet = eio_packet.Packet(eio_packet.MESSAGE, data=text)
     return packet, packet.encode()  # E6
 
