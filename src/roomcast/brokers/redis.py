@@ -112,6 +112,7 @@ class RedisBroker:
         self._sink: BrokerSink | None = None
         self._rooms: set[str] = set()  # rooms this instance listens to
         self._last: dict[str, tuple[str, int]] = {}  # room -> last (epoch, seq) delivered
+        self._behind: set[str] = set()  # rooms whose catch-up Redis refused: tried again
         self._pubsub: Any = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
         # SUBSCRIBE and UNSUBSCRIBE of one turn's joins and leaves, one command each.
@@ -474,6 +475,7 @@ class RedisBroker:
     async def unsubscribe(self, room: str) -> None:
         self._rooms.discard(room)
         self._last.pop(room, None)
+        self._behind.discard(room)
         if self._pubsub is not None:
             with contextlib.suppress(BrokerUnavailable):
                 await self._channels.unsubscribe(self.keys.room(room).channel)
@@ -490,6 +492,8 @@ class RedisBroker:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is not None:
                             await self._dispatch(message)
+                        elif self._behind:  # a quiet second: try the refused catch-ups
+                            await self._catch_up(set(self._behind))
                         if self._listener_moves:
                             # The master moved: subscribe on the new one now, rather
                             # than when the old one stops serving (see _on_switch).
@@ -578,16 +582,29 @@ class RedisBroker:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
 
-    async def _catch_up(self) -> None:
-        """Deliver what was published while pub/sub was down, from history."""
+    async def _catch_up(self, rooms: set[str] | None = None) -> None:
+        """Deliver what was published while pub/sub was down, from history.
+
+        A room whose read Redis refuses (a slot still moving in a failover) is kept
+        in `_behind` and tried again when the listener is next idle; a live event
+        reaching it first fills the gap itself (`_deliver_in_order`).
+        """
         for room, (epoch, seq) in list(self._last.items()):
-            with contextlib.suppress(BrokerUnavailable):
+            if rooms is not None and room not in rooms:
+                continue
+            try:
                 page = await self.history(room, seq, self._history_size)
                 if page.epoch != epoch:
                     # The room's stream restarted meanwhile: all of the new epoch is news.
                     page = await self.history(room, 0, self._history_size)
-                for publication in page.events:
-                    self._deliver(publication)
+            except BrokerUnavailable as exc:
+                if room not in self._behind:
+                    self._log.warning("broker.catch_up_refused", room=room, error=str(exc))
+                self._behind.add(room)
+                continue
+            self._behind.discard(room)
+            for publication in page.events:
+                self._deliver(publication)
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -622,17 +639,19 @@ class RedisBroker:
         further until it is filled, so local members still get seq order.
         """
         last = self._last.get(publication.room)
-        if last is not None and last[0] == publication.epoch and publication.seq > last[1] + 1:
-            self._log.info(
-                "broker.gap", room=publication.room, missing=publication.seq - last[1] - 1
-            )
-            try:
-                page = await self.history(publication.room, last[1], publication.seq - last[1] - 1)
-            except BrokerUnavailable:
-                page = None
-            if page is not None and page.epoch == publication.epoch:
-                for missed in page.events:
-                    self._deliver(missed)
+        if last is not None:
+            # A new epoch (the room's stream restarted) is news from its first seq on.
+            after = last[1] if last[0] == publication.epoch else 0
+            missing = publication.seq - after - 1
+            if missing > 0:
+                self._log.info("broker.gap", room=publication.room, missing=missing)
+                try:
+                    page = await self.history(publication.room, after, missing)
+                except BrokerUnavailable:
+                    page = None
+                if page is not None and page.epoch == publication.epoch:
+                    for missed in page.events:
+                        self._deliver(missed)
         self._deliver(publication)
 
     def _deliver(self, publication: Publication) -> None:
