@@ -112,12 +112,21 @@ async def _run(fault: Fault) -> None:
 
         want_hit = [seq for epoch, seq in acked[hit] if epoch == last_epoch]
         want_other = [seq for _, seq in acked[other]]
-        await sink.wait_for(
-            lambda s: (
-                delivered(s, hit, last_epoch) == want_hit and delivered(s, other) == want_other
-            ),
-            timeout=10,
-        )
+        try:
+            await sink.wait_for(
+                lambda s: (
+                    delivered(s, hit, last_epoch) == want_hit and delivered(s, other) == want_other
+                ),
+                timeout=10,
+            )
+        except TimeoutError:
+            got_hit, got_other = delivered(sink, hit, last_epoch), delivered(sink, other)
+            raise AssertionError(
+                f"{hit}: new epoch missing {sorted(set(want_hit) - set(got_hit))[:20]}"
+                f" (ordered: {got_hit == sorted(got_hit)});"
+                f" {other}: missing {sorted(set(want_other) - set(got_other))[:20]}"
+                f" (ordered: {got_other == sorted(got_other)})"
+            ) from None
         print(
             f"{fault.__name__}: {hit} refused {refused[hit]} publishes,"
             f" resumed under a new epoch; {other} refused none"
