@@ -28,8 +28,6 @@ SECRET = "bench-secret-0123456789abcdef0123456789"
 KEY = "bench-key"
 
 
-
-
 async def wait_healthy(url: str) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(200):

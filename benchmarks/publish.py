@@ -55,12 +55,9 @@ BASELINE_WINDOW = 50
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-
-
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
 
 
 def detection(n: int) -> dict[str, Any]:
