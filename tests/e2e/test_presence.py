@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from roomcast.errors import BrokerUnavailable
 from tests.support.server import RunningServer
 
 ROOM = "annotation_p1"
@@ -72,3 +77,46 @@ async def test_user_rooms_have_no_presence(server: RunningServer) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("failing", ["publish_transient", "leases"])
+async def test_a_join_that_fails_after_its_presence_entry_leaves_no_ghost(
+    server: RunningServer, monkeypatch: Any, failing: str
+) -> None:
+    """The join adds its presence entry, announces it, then reads the room's leases:
+    when the announcement or the lease read fails, the join is refused and its entry
+    must go too, or the user stays listed in a room it never joined (under Redis,
+    kept alive by this instance's heartbeat for as long as it lives). Members who
+    were told of the arrival are told of the departure."""
+    broker = server.runtime.broker
+    call = getattr(broker, failing)
+    failed = False
+
+    async def refused_once(*args: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise BrokerUnavailable("Redis did not answer in time")
+        return await call(*args)
+
+    watcher = await server.client("w", rooms=[ROOM])
+    ghost = await server.client("ghost", rooms=[ROOM])
+    try:
+        await watcher.call("join", {"room": ROOM})
+        assert (await watcher.next("presence"))["joined"]["user_id"] == "w"
+        monkeypatch.setattr(broker, failing, refused_once)
+        ack = await ghost.call("join", {"room": ROOM})
+        assert failed and ack["error"]["code"] == "broker_unavailable"
+        assert [m.user_id for m in await server.runtime.presence.members(ROOM)] == ["w"]
+        if failing == "leases":  # the arrival went out: so does the departure
+            assert (await watcher.next("presence"))["joined"]["user_id"] == "ghost"
+            left = await watcher.next("presence")
+            assert left["left"]["user_id"] == "ghost" and left["count"] == 1
+        again = await ghost.call("join", {"room": ROOM})  # and it may simply try again
+        assert again["ok"] and {m["user_id"] for m in again["presence"]} == {"w", "ghost"}
+        event = await watcher.next("presence")
+        # Told nothing more of the failed join than it saw: the next event is the retry.
+        assert event["joined"]["user_id"] == "ghost" and event["count"] == 2
+    finally:
+        await ghost.close()
+        await watcher.close()

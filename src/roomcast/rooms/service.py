@@ -15,9 +15,10 @@ from ..brokers.base import Broker
 from ..connections import Connection
 from ..domain import JSON, Member, PresenceChange, Publication, StreamPosition
 from ..editing.rules import check_lease
-from ..errors import Forbidden, InvalidPayload, NotJoined, TooManyRooms
+from ..errors import Forbidden, InvalidPayload, NotJoined, RoomcastError, TooManyRooms
 from ..history.recovery import is_recoverable
 from ..hub.hub import LocalHub
+from ..observability.logging import get_logger
 from ..observability.metrics import Metrics
 from ..presence.base import PresenceStore
 from ..protocol.events import EventTypes
@@ -73,6 +74,7 @@ class RoomService:
         self._webhooks = webhooks
         self._join_proxy = join_proxy
         self._publish_proxy = publish_proxy
+        self._log = get_logger()
 
     @property
     def kinds(self) -> RoomKinds:
@@ -142,15 +144,23 @@ class RoomService:
                 conn, name, StreamPosition(since.epoch, since.seq)
             )
         presence: list[Member] = []
-        if room.kind.presence:
-            change, presence = await self._presence.arrive(
-                name, conn.identity.user_id, conn.identity.name, conn.sid
-            )
-            if change.is_visible:
-                await self._broker.publish_transient(name, "presence", change.to_wire())
-                if self._webhooks is not None:
-                    await self._webhooks.presence(change)
-        locks = await self._broker.leases(name) if room.kind.has_leases else []
+        arrived = announced = False
+        try:
+            if room.kind.presence:
+                change, presence = await self._presence.arrive(
+                    name, conn.identity.user_id, conn.identity.name, conn.sid
+                )
+                arrived = name not in conn.rooms  # a rejoin's entry was there already
+                if change.is_visible:
+                    await self._broker.publish_transient(name, "presence", change.to_wire())
+                    announced = True
+                    if self._webhooks is not None:
+                        await self._webhooks.presence(change)
+            locks = await self._broker.leases(name) if room.kind.has_leases else []
+        except BaseException:
+            if arrived:
+                await self._take_back_arrival(conn, name, announced)
+            raise
         # The switch: no await from here to the ack.
         last = self._hub.hand_over(name, conn.sid, last)
         return {
@@ -163,6 +173,22 @@ class RoomService:
             "presence": [m.to_wire() for m in presence],
             "locks": [lease.to_wire() for lease in locks],
         }
+
+    async def _take_back_arrival(self, conn: Connection, room: str, announced: bool) -> None:
+        """Remove the presence entry of a join refused after adding it.
+
+        The connection is not in the room (it is added on success only), so nothing
+        else would remove the entry: the user would stay listed, and this instance's
+        heartbeat would keep the entry alive. Members told of the arrival are told
+        of the departure. If Redis fails here too, a warning says so, and the
+        entry lasts until presence's own expiry or reaping removes it.
+        """
+        try:
+            change = await self._presence.remove(room, conn.identity.user_id, conn.sid)
+            if announced:
+                await self.announce_departure(change)
+        except RoomcastError as exc:
+            self._log.warning("presence.take_back_failed", room=room, sid=conn.sid, code=exc.code)
 
     async def _replay(
         self, conn: Connection, room: str, since: StreamPosition
