@@ -22,6 +22,8 @@ class Connection:
     dropped: int = 0  # refused for rate since the last notice
     last_notice: float = 0.0
     closing: bool = False
+    # The gateway has undone what the connection held (it closed): a join that
+    # finishes after that undoes its own room (RoomService.join).
     forgotten: bool = False
 
 

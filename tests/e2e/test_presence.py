@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -118,5 +119,53 @@ async def test_a_join_that_fails_after_its_presence_entry_leaves_no_ghost(
         # Told nothing more of the failed join than it saw: the next event is the retry.
         assert event["joined"]["user_id"] == "ghost" and event["count"] == 2
     finally:
+        await ghost.close()
+        await watcher.close()
+
+
+async def test_a_join_still_running_when_its_connection_closes_is_undone(
+    server: RunningServer, monkeypatch: Any
+) -> None:
+    """The disconnect is handled as soon as the socket closes, while the client's last
+    `join` may still be waiting on the broker; that join then finishes for a
+    connection already forgotten, and what it added (presence, the hub's member, the
+    room's subscription) must not outlive it."""
+    presence = server.runtime.presence
+    arrive = presence.arrive
+    gateway = server.runtime.gateway
+    forget = gateway.disconnect
+    entered, release, forgotten = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held(room: str, user_id: str, name: str | None, conn_id: str) -> Any:
+        if user_id == "ghost":
+            entered.set()
+            await release.wait()
+        return await arrive(room, user_id, name, conn_id)
+
+    async def disconnect(sid: str, reason: str) -> None:
+        await forget(sid, reason)
+        forgotten.set()
+
+    watcher = await server.client("w", rooms=[ROOM])
+    ghost = await server.client("ghost", rooms=[ROOM])
+    try:
+        await watcher.call("join", {"room": ROOM})
+        assert (await watcher.next("presence"))["joined"]["user_id"] == "w"
+        monkeypatch.setattr(presence, "arrive", held)
+        monkeypatch.setattr(gateway, "disconnect", disconnect)
+        await ghost.sio.emit("join", {"room": ROOM})
+        await asyncio.wait_for(entered.wait(), 5)
+        await ghost.close()
+        await asyncio.wait_for(forgotten.wait(), 5)
+        assert len(gateway.connections) == 1
+        release.set()
+        # The join's arrival is announced, then taken back.
+        assert (await watcher.next("presence"))["joined"]["user_id"] == "ghost"
+        left = await watcher.next("presence")
+        assert left["left"]["user_id"] == "ghost" and left["count"] == 1
+        assert [m.user_id for m in await presence.members(ROOM)] == ["w"]
+        assert server.runtime.hub.member_count(ROOM) == 1
+    finally:
+        release.set()
         await ghost.close()
         await watcher.close()

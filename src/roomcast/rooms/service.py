@@ -119,6 +119,10 @@ class RoomService:
                 # A failed replay leaves the member live: it may ask again.
                 self._hub.hand_over(room.name, conn.sid, 0)
         conn.rooms.add(room.name)
+        if conn.forgotten:
+            # The connection closed while this join ran, and its cleanup, which
+            # undoes every room it held, has run already: this room is undone here.
+            await self.drop_membership(conn, room.name)
         self._metrics.rooms.set(self._hub.room_count())
         return ack
 
