@@ -215,14 +215,8 @@ async def test_a_session_that_never_sends_connect_is_closed_after_the_connect_ti
     ) as served:
         async with connect(ws_url(served), compression=None) as ws:
             assert str(await ws.recv()).startswith('0{"sid":')
-            pings = 0
-            async with asyncio.timeout(5):
-                async for message in ws:
-                    if message == "2":
-                        pings += 1
-                        await ws.send("3")
-                    else:
-                        assert message == "1"  # the close packet, then the close
+            pings, others = await answer_pings(ws)
+            assert all(m == "1" for m in others)  # the close packet, then the close
         assert pings == 2  # at 0.2 and 0.4 s; the third, at 0.6 s, closes it
         await wait_for(lambda: not served.engine.sessions, "the session table empties")
         assert served.handler.disconnects == []  # never admitted: no disconnect to tell
@@ -235,15 +229,24 @@ async def test_a_connected_session_is_not_closed_by_the_connect_timeout() -> Non
     ):
         assert str(await ws.recv()).startswith('0{"sid":')
         await ws.send('40{"token":"ok"}')
-        pings = 0
-        async with asyncio.timeout(5):
-            async for message in ws:
-                if message == "2":
-                    pings += 1
-                    await ws.send("3")
-                    if pings == 5:
-                        break
+        await answer_pings(ws, most=5)
         assert served.engine.sessions  # still open after five pings (1 s)
+
+
+async def answer_pings(ws: Any, most: int | None = None) -> tuple[int, list[Any]]:
+    """Answer each Engine.IO ping until the socket closes or `most` were answered;
+    returns the pings answered and every other message, in order."""
+    pings, others = 0, []
+    async with asyncio.timeout(5):
+        async for message in ws:
+            if message != "2":
+                others.append(message)
+                continue
+            pings += 1
+            await ws.send("3")
+            if pings == most:
+                break
+    return pings, others
 
 
 def ws_url(served: EngineUnderTest, query: str = "") -> str:
